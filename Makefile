@@ -1,0 +1,49 @@
+# pneumo-ops developer commands. `make help` lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install demo test test-unit lint format lock clean
+
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with pinned versions
+
+demo: $(STAMP) ## Run the pipeline on the bundled real sample (state in $$PNEUMO_HOME, default .pneumo/)
+	$(BIN)/pneumo demo
+
+test: $(STAMP) ## Run every test (unit, integration, end-to-end)
+	$(BIN)/pytest
+
+test-unit: $(STAMP) ## Run the fast offline unit tests only
+	$(BIN)/pytest tests/unit -m "not slow"
+
+lint: $(STAMP) ## Lint and check formatting with ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## Fix lint and format with ruff
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+lock: ## Re-resolve requirements/constraints.txt from the ranges in pyproject.toml
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q --upgrade pip
+	.lock-venv/bin/python -m pip install -q -e ".[dev]"
+	{ echo "# Exact versions resolved together (Python 3.11, Linux x86-64)."; \
+	  echo "# Regenerate: make lock"; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable; } > requirements/constraints.txt
+	rm -rf .lock-venv
+
+clean: ## Remove the virtual environment and the local state directory
+	rm -rf $(VENV) .pneumo .pytest_cache .ruff_cache

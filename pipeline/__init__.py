@@ -1,0 +1,1 @@
+"""pneumo-ops library: plain functions on values and config objects (no Prefect here)."""

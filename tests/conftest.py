@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny synthetic images and datasets made in tmp_path, and the settings."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.settings import Settings
+from pipeline.storage import LocalStore
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample"
+SHARED_DATA = Path(os.environ.get("PNEUMO_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def image_bytes(
+    size: tuple[int, int] = (96, 80), mode: str = "L", fmt: str = "JPEG", seed: int = 0
+) -> bytes:
+    """A small random image; different seeds give different bytes."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    if mode == "I;16":
+        array = rng.integers(0, 65535, (height, width), dtype=np.uint16)
+        image = Image.fromarray(array)
+    else:
+        bands = len(Image.new(mode, (1, 1)).getbands())
+        array = rng.integers(0, 255, (height, width, bands), dtype=np.uint8)
+        image = Image.fromarray(array.squeeze(-1) if bands == 1 else array, mode=None).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def make_dataset(root: Path, patients: dict[str, dict[str, int]], seed: int = 0) -> Path:
+    """Kaggle layout under `root`: {split: {file-name-prefix: n images}}; label from the prefix."""
+    counter = seed
+    for split, per_patient in patients.items():
+        for patient, count in per_patient.items():
+            label = "PNEUMONIA" if patient.startswith("person") else "NORMAL"
+            for index in range(count):
+                counter += 1
+                name = (
+                    f"{patient}_bacteria_{index}.jpeg"
+                    if label == "PNEUMONIA"
+                    else f"{patient}-{index + 1:04d}.jpeg"
+                )
+                write(root / split / label / name, image_bytes(seed=counter))
+    return root
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home", validation={"min_rows": 5})
+
+
+@pytest.fixture
+def store(settings: Settings) -> LocalStore:
+    return LocalStore(settings.store_dir)
+
+
+@pytest.fixture
+def small_dataset(tmp_path: Path) -> Path:
+    """12 NORMAL and 12 PNEUMONIA patients in train (2 images each), 3+3 in test, 1+1 in val."""
+    train = {f"IM-{i:04d}": 2 for i in range(12)} | {f"person{i}": 2 for i in range(12)}
+    test = {f"IM-{i:04d}": 1 for i in range(100, 103)} | {f"person{i}": 1 for i in range(100, 103)}
+    val = {"NORMAL2-IM-0001": 1, "person900": 1}
+    return make_dataset(tmp_path / "chest_xray", {"train": train, "test": test, "val": val})
