@@ -68,6 +68,20 @@ def print_validation(summary: ValidationSummary) -> None:
         typer.echo(f"figure: {figure}")
 
 
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value is reported by its variable name."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"PNEUMO_{'__'.join(str(p) for p in e['loc']).upper()}={e.get('input')!r}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise _fail(f"invalid setting: {problems}") from None
+
+
 def run_ingest(path: Path, settings: Settings) -> IngestSummary:
     try:
         summary = ingest_dataset(path, open_store(settings), settings, _progress)
@@ -91,13 +105,13 @@ def run_validate(settings: Settings) -> ValidationSummary:
 @app.command()
 def ingest(path: Annotated[Path, typer.Argument(help="Kaggle-layout folder.")]) -> None:
     """Store the images under PATH and write a manifest with splits by patient."""
-    run_ingest(path, Settings())
+    run_ingest(path, load_settings())
 
 
 @app.command()
 def validate() -> None:
     """Validate the latest manifest with Great Expectations; exit 1 on critical failures."""
-    run_validate(Settings())
+    run_validate(load_settings())
 
 
 @app.command()
@@ -105,6 +119,6 @@ def demo(
     data: Annotated[Path, typer.Option(help="Folder to run the demo on.")] = DEMO_DATA,
 ) -> None:
     """Ingest and validate the bundled real sample (no servers needed)."""
-    settings = Settings()
+    settings = load_settings()
     run_ingest(data, settings)
     run_validate(settings)

@@ -107,3 +107,10 @@ def test_demo_on_bundled_sample_passes(tmp_path: Path, monkeypatch) -> None:
     assert docs.is_file()
     for name in ("class_distribution.png", "sample_grid.png"):
         assert (docs.parent.parent / name).stat().st_size > 10_000
+
+
+def test_bad_setting_is_named_in_the_error(monkeypatch) -> None:
+    monkeypatch.setenv("PNEUMO_SPLIT__VAL_FRACTION", "2")
+    result = runner.invoke(app, ["validate"])
+    assert result.exit_code == 2
+    assert "PNEUMO_SPLIT__VAL_FRACTION='2': Input should be less than 1" in result.output
