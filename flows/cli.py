@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
@@ -114,11 +115,104 @@ def validate() -> None:
     run_validate(load_settings())
 
 
+def configure_runtime(settings: Settings) -> None:
+    """Environment for Prefect, Keras and TensorFlow, set before they are imported.
+
+    Keeps their state inside PNEUMO_HOME instead of the user's home, and gives Prefect's
+    ephemeral server time to start on a slow machine. Values already set are kept.
+    """
+    home = settings.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    defaults = {
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+        "KERAS_HOME": str(home / "keras"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+
+def run_training(data: Path | None, settings: Settings) -> dict:
+    configure_runtime(settings)
+    from flows.training import DataValidationError, training_pipeline
+
+    try:
+        summary = training_pipeline(data_path=str(data) if data else None)
+    except DataValidationError as exc:
+        raise _fail(str(exc), code=1) from None
+    print_training(summary, settings)
+    return summary
+
+
+def print_training(summary: dict, settings: Settings) -> None:
+    typer.echo("")
+    for kind, model in summary["models"].items():
+        m = model["metrics"]
+        typer.echo(
+            f"{model['model']} v{model['version']}: test AUC {m['roc_auc']:.3f}, sensitivity "
+            f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f}, accuracy {m['accuracy']:.3f} "
+            f"at threshold {model['threshold']:.3f}; weights: {model['weights_source']}"
+        )
+        verdict = "PASS" if model["gate_passed"] else "FAIL"
+        typer.echo(f"  gate {verdict}: {'; '.join(model['gate_reasons'])}")
+        typer.echo("  champion: " + ("moved to this version" if model["champion"] else "unchanged"))
+    typer.echo(f"\nreports: {summary['report_dir']}")
+    uri = settings.tracking_uri()
+    if uri.startswith("sqlite"):
+        typer.echo(f"look at runs and the registry: mlflow ui --backend-store-uri {uri}")
+    else:
+        typer.echo(f"runs and registry: {uri}")
+
+
+@app.command()
+def train() -> None:
+    """Run the training pipeline on the latest ingested manifest."""
+    run_training(None, load_settings())
+
+
 @app.command()
 def demo(
     data: Annotated[Path, typer.Option(help="Folder to run the demo on.")] = DEMO_DATA,
 ) -> None:
-    """Ingest and validate the bundled real sample (no servers needed)."""
-    settings = load_settings()
-    run_ingest(data, settings)
-    run_validate(settings)
+    """The whole training pipeline on the bundled real sample (no servers needed)."""
+    run_training(data, load_settings())
+
+
+def _registry(settings: Settings):
+    from pipeline import registry
+
+    registry.configure(settings.tracking_uri(), settings.experiment, settings.artifacts_dir)
+    return registry
+
+
+@app.command()
+def promote(
+    model: Annotated[str, typer.Argument(help="pneumonia-resnet or pneumonia-cnn")],
+    version: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="Why; recorded on the version.")],
+    force: Annotated[bool, typer.Option(help="Promote even if its gate failed.")] = False,
+) -> None:
+    """Move the champion alias to VERSION of MODEL by hand."""
+    registry = _registry(load_settings())
+    try:
+        registry.promote(model, version, reason, force=force)
+    except registry.RegistryError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"{model}: champion -> version {version}")
+
+
+@app.command()
+def rollback(
+    model: Annotated[str, typer.Argument(help="pneumonia-resnet or pneumonia-cnn")],
+    reason: Annotated[str, typer.Option(help="Why; recorded on the version.")],
+) -> None:
+    """Move the champion alias back to the version it replaced."""
+    registry = _registry(load_settings())
+    try:
+        previous = registry.rollback(model, reason)
+    except registry.RegistryError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"{model}: champion -> version {previous}")

@@ -6,7 +6,9 @@ Nested groups use `__`: `PNEUMO_SPLIT__VAL_FRACTION=0.2`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +49,75 @@ class ValidationConfig(BaseModel):
     max_pneumonia_share: float = Field(0.9, ge=0, le=1)
 
 
+class AugmentConfig(BaseModel):
+    """Keras preprocessing layers applied to training batches only (as fractions of the image)."""
+
+    rotation: float = Field(0.03, ge=0, le=0.5, description="max rotation, fraction of 360 deg")
+    zoom: float = Field(0.1, ge=0, lt=1)
+    shift: float = Field(0.05, ge=0, lt=1)
+    # Off by default: chest X-rays have a left/right anatomy (heart on the left, "R" markers),
+    # so a mirrored image is not a plausible radiograph. The seed script flipped; opt in to match.
+    flip: bool = False
+
+
+class TrainConfig(BaseModel):
+    """Model and training sizes; `profile_defaults` gives the two named profiles."""
+
+    image_size: int = Field(128, ge=32)
+    batch_size: int = Field(16, ge=1)
+    cnn_epochs: int = Field(10, ge=0)
+    cnn_learning_rate: float = Field(1e-3, gt=0)
+    resnet_head_epochs: int = Field(3, ge=0, description="phase 1: head on a frozen base")
+    resnet_finetune_epochs: int = Field(3, ge=0, description="phase 2: top layers unfrozen")
+    resnet_unfreeze_layers: int = Field(30, ge=0)
+    resnet_learning_rate: float = Field(1e-3, gt=0)
+    resnet_finetune_learning_rate: float = Field(1e-5, gt=0)
+    # "imagenet" (Keras download), "none", a local .h5/.weights.h5 file, or an s3:// URI.
+    resnet_weights: str = "imagenet"
+    # cpu-small only: train from random weights when ImageNet weights cannot be had (offline);
+    # the run then records weights_source "none (...)", never "imagenet".
+    resnet_weights_fallback: bool = True
+    patience: int = Field(3, ge=1, description="early stopping on val AUC, epochs")
+    class_weights: bool = True
+    augment: AugmentConfig = AugmentConfig()
+    seed: int = 42
+    max_images_per_split: int | None = Field(None, ge=1, description="cap, for smoke runs")
+
+
+PROFILES: dict[str, dict] = {
+    # Sized for a 2-core CPU: the demo trains both models in a few minutes.
+    "cpu-small": {},
+    # For GPU users: 224 px, longer training, no silent fallback to random weights.
+    "full": {
+        "image_size": 224,
+        "batch_size": 32,
+        "cnn_epochs": 30,
+        "resnet_head_epochs": 5,
+        "resnet_finetune_epochs": 15,
+        "resnet_unfreeze_layers": 40,
+        "patience": 5,
+        "resnet_weights_fallback": False,
+    },
+}
+
+
+class ThresholdConfig(BaseModel):
+    """How the decision threshold is chosen on the validation split."""
+
+    rule: Literal["target_sensitivity", "youden"] = "target_sensitivity"
+    # Missing pneumonia costs more than a second look at a normal film.
+    target_sensitivity: float = Field(0.9, gt=0, le=1)
+
+
+class GateConfig(BaseModel):
+    """TFX-style gate: absolute floors and no regression against the current champion."""
+
+    min_auc: float = Field(0.75, ge=0, le=1)
+    min_sensitivity: float = Field(0.8, ge=0, le=1)
+    min_specificity: float = Field(0.5, ge=0, le=1)
+    max_auc_drop: float = Field(0.01, ge=0, le=1, description="tolerated AUC drop vs champion")
+
+
 class Settings(BaseSettings):
     """Everything an entry point needs; defaults give the embedded, serverless setup."""
 
@@ -56,6 +127,31 @@ class Settings(BaseSettings):
     ingest: IngestConfig = IngestConfig()
     split: SplitConfig = SplitConfig()
     validation: ValidationConfig = ValidationConfig()
+    profile: Literal["cpu-small", "full"] = "cpu-small"
+    train: TrainConfig | None = Field(None, description="overrides on top of the profile")
+    threshold: ThresholdConfig = ThresholdConfig()
+    gates: GateConfig = GateConfig()
+    mlflow_tracking_uri: str | None = Field(
+        None, description="default: SQLite in the state directory (also read: MLFLOW_TRACKING_URI)"
+    )
+    experiment: str = "pneumo-training"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile(cls, data: dict) -> dict:
+        """Train settings = profile defaults, then any PNEUMO_TRAIN__* overrides."""
+        if isinstance(data, dict):
+            profile = data.get("profile", "cpu-small")
+            overrides = data.get("train") or {}
+            if isinstance(overrides, TrainConfig):
+                overrides = overrides.model_dump(exclude_unset=True)
+            data = {**data, "train": {**PROFILES.get(profile, {}), **overrides}}
+        return data
+
+    @property
+    def training(self) -> TrainConfig:
+        assert self.train is not None  # always set by _apply_profile
+        return self.train
 
     @property
     def store_dir(self) -> Path:
@@ -64,3 +160,12 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+    def tracking_uri(self) -> str:
+        """Explicit setting, else MLFLOW_TRACKING_URI, else SQLite in the state directory."""
+        explicit = self.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        return explicit or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "mlartifacts"

@@ -1,0 +1,64 @@
+"""Grad-CAM (Selvaraju et al. 2017) on a model's `last_conv` feature map, and overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline.models import GRADCAM_LAYER
+
+
+def gradcam(model: keras.Model, image: np.ndarray) -> np.ndarray:
+    """Heatmap in [0, 1] with the image's height and width, for the PNEUMONIA output.
+
+    Channel weights are the spatially averaged gradients of the score with respect to the
+    last convolutional feature map; the weighted map is ReLU-ed, normalised and resized.
+    """
+    probe = keras.Model(model.inputs, [model.get_layer(GRADCAM_LAYER).output, model.output])
+    batch = tf.convert_to_tensor(image[None].astype(np.float32))
+    with tf.GradientTape() as tape:
+        features, score = probe(batch, training=False)
+        target = score[:, 0]
+    grads = tape.gradient(target, features)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))[0]
+    peak = float(tf.reduce_max(cam))
+    cam = cam / peak if peak > 0 else cam
+    resized = tf.image.resize(cam[..., None], image.shape[:2], method="bilinear")[..., 0]
+    return np.clip(resized.numpy(), 0.0, 1.0)
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """RGB uint8: the gray image with the heatmap in the `jet` colour map on top."""
+    from matplotlib import colormaps
+
+    gray = np.repeat(np.clip(image[..., :1], 0, 255) / 255.0, 3, axis=-1)
+    colour = colormaps["jet"](heatmap)[..., :3]
+    return (255 * ((1 - alpha) * gray + alpha * colour)).astype(np.uint8)
+
+
+def plot_gradcam_grid(
+    model: keras.Model,
+    images: np.ndarray,
+    captions: list[str],
+    out: Path,
+) -> Path:
+    """One column per image: overlay with its caption (label, probability, right/wrong)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(images), figsize=(2.6 * len(images), 3.0), squeeze=False)
+    for ax, image, caption in zip(axes[0], images, captions, strict=True):
+        ax.imshow(overlay(image, gradcam(model, image)))
+        ax.set_title(caption, fontsize=7)
+        ax.axis("off")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

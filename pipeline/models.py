@@ -1,0 +1,122 @@
+"""Model builders. Both take `[size, size, 1]` grayscale in 0..255 and scale it themselves.
+
+Each model names the layer Grad-CAM reads (`GRADCAM_LAYER`): the last convolutional feature map.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from pipeline.settings import AugmentConfig, TrainConfig
+
+GRADCAM_LAYER = "last_conv"
+BASE_LAYER = "resnet50_base"
+# ResNet50's "caffe" preprocessing: BGR means. The input is gray replicated to three channels, so
+# channel order cannot matter and the plain means suffice.
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
+    """Random rotation, zoom, shift (and flip only if asked: see AugmentConfig)."""
+    layers: list[keras.Layer] = []
+    if cfg.rotation:
+        layers.append(keras.layers.RandomRotation(cfg.rotation, fill_mode="constant", seed=seed))
+    if cfg.zoom:
+        layers.append(keras.layers.RandomZoom(cfg.zoom, fill_mode="constant", seed=seed))
+    if cfg.shift:
+        layers.append(
+            keras.layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="constant", seed=seed)
+        )
+    if cfg.flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    return keras.Sequential(layers, name="augment")
+
+
+def _head(features: keras.KerasTensor, prior: float, dropout: float) -> keras.KerasTensor:
+    """Pool, dropout, one sigmoid unit starting at the class prior.
+
+    A zero kernel and a log-odds bias make an untrained model predict the training prevalence
+    for every image instead of noise: a well-defined baseline (AUC exactly 0.5).
+    """
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    prior = min(max(prior, 1e-3), 1 - 1e-3)
+    return keras.layers.Dense(
+        1,
+        activation="sigmoid",
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant(float(np.log(prior / (1 - prior)))),
+        name="pneumonia",
+    )(x)
+
+
+def build_cnn(cfg: TrainConfig, prior: float = 0.5) -> keras.Model:
+    """A from-scratch CNN: four Conv-BN-ReLU-MaxPool blocks with growing width and dropout."""
+    inputs = keras.Input((cfg.image_size, cfg.image_size, 1), name="image")
+    x = keras.layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    for block, filters in enumerate((32, 64, 128, 256)):
+        last = block == 3
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        # momentum 0.9: moving statistics must settle within the few steps a small dataset gives
+        x = keras.layers.BatchNormalization(momentum=0.9)(x)
+        x = keras.layers.Activation("relu", name=GRADCAM_LAYER if last else None)(x)
+        if not last:
+            x = keras.layers.MaxPooling2D()(x)
+            x = keras.layers.Dropout(0.1 * (block + 1))(x)
+    return keras.Model(inputs, _head(x, prior, 0.4), name="pneumonia_cnn")
+
+
+def build_resnet(cfg: TrainConfig, weights: str | None, prior: float = 0.5) -> keras.Model:
+    """ResNet50 base (`weights`: "imagenet", a weights file path, or None) with a new head.
+
+    With pretrained weights the base runs in inference mode (`training=False`), so its
+    BatchNormalization statistics stay those it was trained with, also after unfreezing.
+    """
+    size = cfg.image_size
+    inputs = keras.Input((size, size, 1), name="image")
+    rgb = keras.layers.Concatenate(name="gray_to_rgb")([inputs, inputs, inputs])
+    offsets = [-m for m in IMAGENET_BGR_MEAN]
+    x = keras.layers.Rescaling(1.0, offset=offsets, name="imagenet_centre")(rgb)
+    base = keras.applications.ResNet50(
+        include_top=False, weights=weights, input_shape=(size, size, 3)
+    )
+    base.name = BASE_LAYER
+    pretrained = weights is not None
+    base.trainable = not pretrained
+    features = base(x, training=False) if pretrained else base(x)
+    # An identity layer in the outer graph: a nested model's `.output` is its inner tensor,
+    # which Grad-CAM cannot connect to the outer input.
+    features = keras.layers.Identity(name=GRADCAM_LAYER)(features)
+    return keras.Model(inputs, _head(features, prior, 0.3), name="pneumonia_resnet")
+
+
+def unfreeze_top(model: keras.Model, layers: int) -> int:
+    """Make the top `layers` of the ResNet base trainable, BatchNormalization excepted.
+
+    Returns the number of trainable layers in the base afterwards.
+    """
+    base = model.get_layer(BASE_LAYER)
+    base.trainable = True
+    cut = len(base.layers) - layers
+    for index, layer in enumerate(base.layers):
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = index >= cut and not is_bn
+    return sum(layer.trainable and bool(layer.weights) for layer in base.layers)
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="binary_crossentropy",
+        metrics=[
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.AUC(name="auc"),
+            keras.metrics.Recall(name="recall"),
+        ],
+    )
+
+
+def inference_copy(model: keras.Model) -> keras.Model:
+    """The same layers and weights without optimizer state, for the registry (~1/3 the size)."""
+    return keras.Model(model.inputs, model.outputs, name=model.name)
