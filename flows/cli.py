@@ -149,12 +149,13 @@ def run_training(data: Path | None, settings: Settings) -> dict:
 
 def print_training(summary: dict, settings: Settings) -> None:
     typer.echo("")
-    for kind, model in summary["models"].items():
+    for model in summary["models"].values():
         m = model["metrics"]
         typer.echo(
             f"{model['model']} v{model['version']}: test AUC {m['roc_auc']:.3f}, sensitivity "
-            f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f}, accuracy {m['accuracy']:.3f} "
-            f"at threshold {model['threshold']:.3f}; weights: {model['weights_source']}"
+            f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f}, "
+            f"accuracy {m['accuracy']:.3f} at threshold {model['threshold']:.3f}; "
+            f"weights: {model['weights_source']}"
         )
         verdict = "PASS" if model["gate_passed"] else "FAIL"
         typer.echo(f"  gate {verdict}: {'; '.join(model['gate_reasons'])}")

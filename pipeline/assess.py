@@ -85,9 +85,10 @@ def plot_gradcam_examples(
         [split.paths[i] for i in indices], split.labels[indices], size, len(indices)
     )
     images = next(iter(dataset))[0].numpy()
+    names = [Path(p).name for p in split.rows["path"]]
     captions = [
         f"{'PNEUMONIA' if split.labels[i] else 'NORMAL'} p={scores[i]:.2f}\n"
-        f"{'right' if predicted[i] == split.labels[i] else 'WRONG'}: {Path(split.paths[i]).name[:14]}"
+        f"{'right' if predicted[i] == split.labels[i] else 'WRONG'}: {names[i]}"
         for i in indices
     ]
     return plot_gradcam_grid(trained.model, images, captions, out)
@@ -129,8 +130,8 @@ def rescore_champion(model_name: str, data: PreparedData) -> ChampionScore | Non
     current = champion_version(model_name)
     if current is None:
         return None
-    model = load_version(model_name, current.version)
+    model = load_version(model_name, str(current.version))
     threshold = float(current.tags.get("threshold", 0.5))
     scores = score(model, data.test.paths)
     metrics = compute_metrics(data.test.labels, scores, threshold, data.test.rows["subtype"])
-    return ChampionScore(current.version, metrics)
+    return ChampionScore(str(current.version), metrics)

@@ -45,7 +45,10 @@ def decide(
         notes.append("no champion yet: regression check skipped")
     else:
         allowed = champion["roc_auc"] - cfg.max_auc_drop
-        line = f"roc_auc {candidate['roc_auc']:.3f} vs champion {champion['roc_auc']:.3f} (tolerance {cfg.max_auc_drop:.3f})"
+        line = (
+            f"roc_auc {candidate['roc_auc']:.3f} vs champion {champion['roc_auc']:.3f}"
+            f" (tolerance {cfg.max_auc_drop:.3f})"
+        )
         if not candidate["roc_auc"] >= allowed:
             failures.append(f"regression: {line}")
         else:

@@ -77,7 +77,9 @@ def log_candidate(experiment_id: str, candidate: Candidate, model) -> tuple[str,
         for path in candidate.artifacts:
             mlflow.log_artifact(str(path), artifact_path="evaluation")
         mlflow.set_tags(candidate.tags)
-        signature = infer_signature(candidate.input_example, model.predict(candidate.input_example, verbose=0))
+        signature = infer_signature(
+            candidate.input_example, model.predict(candidate.input_example, verbose=0)
+        )
         with tempfile.TemporaryDirectory() as tmp:
             # mlflow.keras.log_model fails when given an input example (mlflow#16183, open):
             # save into a folder that exists, then log and register that folder.
@@ -133,7 +135,7 @@ def move_champion(name: str, version: str, reason: str, *, rollback: bool = Fals
         "champion_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if not rollback:
-        stamp["previous_champion"] = current.version if current is not None else ""
+        stamp["previous_champion"] = str(current.version) if current is not None else ""
     client.set_registered_model_alias(name, CHAMPION, version)
     for key, value in stamp.items():
         client.set_model_version_tag(name, version, key, value)
@@ -156,8 +158,9 @@ def promote(name: str, version: str, reason: str, *, force: bool = False) -> Non
     """Hand promotion; a version whose gate failed needs `force`."""
     found = _version(name, version)
     if found.tags.get("gate_passed") != "true" and not force:
+        why = found.tags.get("gate_reasons", "no gate recorded")
         raise RegistryError(
-            f"{name} version {version} did not pass its gate ({found.tags.get('gate_reasons', 'no gate recorded')}); "
+            f"{name} version {version} did not pass its gate ({why}); "
             "use --force to promote it anyway"
         )
     move_champion(name, version, f"{'forced ' if force else ''}promotion: {reason}")

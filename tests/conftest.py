@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from pathlib import Path
+
+# Before Prefect, Keras or MLflow are imported: keep their state out of the user's home.
+_STATE = Path(tempfile.mkdtemp(prefix="pneumo-tests-"))
+for _key, _value in {
+    "PREFECT_HOME": str(_STATE / "prefect"),
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "KERAS_HOME": str(_STATE / "keras"),
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}.items():
+    os.environ.setdefault(_key, _value)
 
 import numpy as np
 import pytest

@@ -99,9 +99,10 @@ def manifest_id_of(store: LocalStore) -> str:
     return store.get("manifests/LATEST").decode()
 
 
-def test_demo_on_bundled_sample_passes(tmp_path: Path, monkeypatch) -> None:
+def test_bundled_sample_ingests_and_validates_with_reports(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PNEUMO_HOME", str(tmp_path / "home"))
-    result = runner.invoke(app, ["demo", "--data", str(SAMPLE)])
+    assert runner.invoke(app, ["ingest", str(SAMPLE)]).exit_code == 0
+    result = runner.invoke(app, ["validate"])
     assert result.exit_code == 0, result.output
     docs = Path(result.output.split("Data Docs: ")[1].split()[0])
     assert docs.is_file()
