@@ -7,7 +7,14 @@ import os
 import tempfile
 from pathlib import Path
 
-# Before Prefect, Keras or MLflow are imported: keep their state out of the user's home.
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.settings import Settings
+from pipeline.storage import LocalStore
+
+# Before any test imports Prefect, Keras or MLflow: keep their state out of the user's home.
 _STATE = Path(tempfile.mkdtemp(prefix="pneumo-tests-"))
 for _key, _value in {
     "PREFECT_HOME": str(_STATE / "prefect"),
@@ -19,12 +26,6 @@ for _key, _value in {
 }.items():
     os.environ.setdefault(_key, _value)
 
-import numpy as np
-import pytest
-from PIL import Image
-
-from pipeline.settings import Settings
-from pipeline.storage import LocalStore
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
