@@ -12,15 +12,11 @@ import typer
 from pipeline.dataset import IngestSummary, ValidationSummary, ingest_dataset, validate_dataset
 from pipeline.ingest import IngestError
 from pipeline.settings import Settings
-from pipeline.storage import LocalStore, ObjectNotFoundError, ObjectStore
+from pipeline.storage import StorageError, open_store
 
 app = typer.Typer(help="pneumo-ops: pneumonia detection in chest X-rays, from data to registry.")
 
 DEMO_DATA = Path("data/sample")
-
-
-def open_store(settings: Settings) -> ObjectStore:
-    return LocalStore(settings.store_dir)
 
 
 def _progress(rows: Iterable[dict], total: int) -> Iterable[dict]:
@@ -86,7 +82,7 @@ def load_settings() -> Settings:
 def run_ingest(path: Path, settings: Settings) -> IngestSummary:
     try:
         summary = ingest_dataset(path, open_store(settings), settings, _progress)
-    except IngestError as exc:
+    except (IngestError, StorageError) as exc:
         raise _fail(str(exc)) from None
     print_ingest(summary)
     return summary
@@ -95,7 +91,7 @@ def run_ingest(path: Path, settings: Settings) -> IngestSummary:
 def run_validate(settings: Settings) -> ValidationSummary:
     try:
         summary = validate_dataset(open_store(settings), settings)
-    except ObjectNotFoundError as exc:
+    except StorageError as exc:
         raise _fail(str(exc)) from None
     print_validation(summary)
     if not summary.report.success:
@@ -217,3 +213,7 @@ def rollback(
     except registry.RegistryError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"{model}: champion -> version {previous}")
+
+
+if __name__ == "__main__":
+    app()

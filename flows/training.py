@@ -27,7 +27,7 @@ from pipeline.manifest import load_manifest
 from pipeline.models import inference_copy
 from pipeline.report import ModelOutcome, build_candidate, summarise
 from pipeline.settings import Settings
-from pipeline.storage import LocalStore, ObjectStore
+from pipeline.storage import open_store
 from pipeline.training import (
     PreparedData,
     TrainedModel,
@@ -44,10 +44,6 @@ IO = {"retries": 2, "retry_delay_seconds": 5, "cache_policy": NO_CACHE}
 
 class DataValidationError(RuntimeError):
     """Critical data checks failed; training does not start."""
-
-
-def open_store(settings: Settings) -> ObjectStore:
-    return LocalStore(settings.store_dir)
 
 
 @task(name="ingest", **IO)

