@@ -178,6 +178,22 @@ def demo(
     run_training(data, load_settings())
 
 
+@app.command()
+def deploy() -> None:
+    """Register the flows' deployments and schedules on the Prefect server at PREFECT_API_URL."""
+    settings = load_settings()
+    configure_runtime(settings)
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise _fail("set PREFECT_API_URL to your Prefect server (e.g. http://127.0.0.1:4200/api)")
+    from flows.deployments import deploy_all
+
+    for name, deployment_id in deploy_all(settings).items():
+        typer.echo(f"deployment {name} ({deployment_id}) on pool {settings.work_pool}")
+    typer.echo(f"start a worker: prefect worker start --pool {settings.work_pool}")
+
+
 def _registry(settings: Settings):
     from pipeline import registry
 

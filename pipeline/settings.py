@@ -144,6 +144,9 @@ class Settings(BaseSettings):
         None, description="default: SQLite in the state directory (also read: MLFLOW_TRACKING_URI)"
     )
     experiment: str = "pneumo-training"
+    # Prefect deployments (`pneumo deploy`): schedules are cron strings in the server's timezone.
+    work_pool: str = "pneumo-process"
+    training_cron: str = "0 3 * * 1"
 
     @model_validator(mode="before")
     @classmethod

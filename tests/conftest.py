@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -30,6 +31,28 @@ for _key, _value in {
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
 SHARED_DATA = Path(os.environ.get("PNEUMO_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+# Training settings that make a flow run take seconds: 32 px, one epoch, random ResNet weights.
+FAST_TRAINING = {
+    "PNEUMO_TRAIN__IMAGE_SIZE": "32",
+    "PNEUMO_TRAIN__BATCH_SIZE": "8",
+    "PNEUMO_TRAIN__RESNET_WEIGHTS": "none",
+    "PNEUMO_TRAIN__RESNET_FINETUNE_EPOCHS": "0",
+    "PNEUMO_VALIDATION__MIN_ROWS": "10",
+    "PNEUMO_SPLIT__VAL_FRACTION": "0.2",
+}
+
+
+def tiny_subset(root: Path, per_class: dict[str, int] | None = None) -> Path:
+    """A Kaggle-layout copy of a few real images per class and split from the bundled sample."""
+    for split, count in (per_class or {"train": 10, "val": 4, "test": 5}).items():
+        for label in ("NORMAL", "PNEUMONIA"):
+            target = root / split / label
+            target.mkdir(parents=True)
+            for source in sorted((SAMPLE / split / label).iterdir())[:count]:
+                shutil.copy2(source, target / source.name)
+    return root
 
 
 def image_bytes(

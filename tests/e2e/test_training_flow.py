@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import SAMPLE
+from tests.conftest import FAST_TRAINING, tiny_subset
 
 pytestmark = pytest.mark.slow
-
-TINY = {"train": 10, "val": 4, "test": 5}  # images per class
-FAST = {
-    "PNEUMO_TRAIN__IMAGE_SIZE": "32",
-    "PNEUMO_TRAIN__BATCH_SIZE": "8",
-    "PNEUMO_TRAIN__RESNET_WEIGHTS": "none",
-    "PNEUMO_TRAIN__RESNET_FINETUNE_EPOCHS": "0",
-    "PNEUMO_VALIDATION__MIN_ROWS": "10",
-    "PNEUMO_SPLIT__VAL_FRACTION": "0.2",
-}
-
-
-def tiny_subset(root: Path) -> Path:
-    for split, count in TINY.items():
-        for label in ("NORMAL", "PNEUMONIA"):
-            target = root / split / label
-            target.mkdir(parents=True)
-            for source in sorted((SAMPLE / split / label).iterdir())[:count]:
-                shutil.copy2(source, target / source.name)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +23,7 @@ def runs(tmp_path_factory):
     data = tiny_subset(tmp / "chest_xray")
     env = pytest.MonkeyPatch()
     env.setenv("PNEUMO_HOME", str(tmp / "home"))
-    for key, value in FAST.items():
+    for key, value in FAST_TRAINING.items():
         env.setenv(key, value)
     first_env = {
         "PNEUMO_TRAIN__CNN_EPOCHS": "1",

@@ -40,7 +40,18 @@ def mlflow_url(tmp_path_factory, s3: S3Credentials) -> Iterator[tuple[str, str]]
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory) -> Iterator[str]:
     service = prefect_server(tmp_path_factory.mktemp("prefect"))
-    yield from _running(service, service.health_url.removesuffix("/health"))
+    api = service.health_url.removesuffix("/health")
+    for value in _running(service, api):
+        yield value
+        # Send buffered logs and events while the server is up; at exit they would retry for
+        # a minute against a stopped server.
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings({PREFECT_API_URL: api}):
+            APILogWorker.drain_all(timeout=10, at_exit=False)
+            EventsWorker.drain_all(timeout=10, at_exit=False)
 
 
 def _running(service: Service, value):

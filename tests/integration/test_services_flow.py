@@ -1,0 +1,77 @@
+"""The training flow against real servers: S3 storage, MLflow with proxied artifacts, Prefect."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+from minio import Minio
+
+from tests.conftest import FAST_TRAINING, tiny_subset
+from tests.integration.conftest import s3_env
+from tests.integration.services import S3Credentials
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_training_flow_on_servers_completes_with_artifacts_in_s3(
+    s3: S3Credentials, mlflow_url: tuple[str, str], prefect_api: str, monkeypatch, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.training import training_pipeline
+
+    tracking_url, bucket = mlflow_url
+    env = s3_env(monkeypatch, s3, secrets.token_hex(4))
+    monkeypatch.setenv("PNEUMO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_url)
+    for key, value in {
+        **FAST_TRAINING,
+        "PNEUMO_TRAIN__CNN_EPOCHS": "1",
+        "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PNEUMO_GATES__MIN_AUC", "0")
+    data = tiny_subset(tmp_path / "chest_xray")
+
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        state = training_pipeline(data_path=str(data), return_state=True)
+        summary = state.result()
+        with get_client(sync_client=True) as client:
+            flow_run = client.read_flow_run(state.state_details.flow_run_id)
+    assert flow_run.state.is_completed()
+    assert flow_run.name and flow_run.flow_id
+
+    s3_client = Minio(s3.endpoint, s3.access_key, s3.secret_key, secure=False)
+    for kind in ("cnn", "resnet"):
+        run_id = summary["models"][kind]["run_id"]
+        keys = {
+            o.object_name
+            for o in s3_client.list_objects(bucket, prefix="artifacts/", recursive=True)
+            if run_id in o.object_name
+        }
+        assert any(k.endswith("model/data/model.keras") for k in keys), keys
+        assert any(k.endswith("evaluation/gradcam.png") for k in keys)
+    raw = list(s3_client.list_objects(env["PNEUMO_S3_BUCKET_RAW"], prefix="raw/", recursive=True))
+    assert len(raw) == 38  # 19 images per class in the tiny subset
+    assert not (tmp_path / "home" / "mlartifacts").exists()  # nothing written beside the server
+
+
+def test_deployments_are_registered_with_their_schedules(prefect_api: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deployments import deploy_all
+    from pipeline.settings import Settings
+
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        ids = deploy_all(Settings(training_cron="0 4 * * 2"))
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name("training-pipeline/weekly-training")
+            pool = client.read_work_pool("pneumo-process")
+    assert deployment.id == ids["training-pipeline/weekly-training"]
+    assert deployment.work_pool_name == "pneumo-process" and pool.type == "process"
+    assert [s.schedule.cron for s in deployment.schedules] == ["0 4 * * 2"]
+    assert deployment.entrypoint == "flows/training.py:training_pipeline"
