@@ -79,11 +79,18 @@ class S3Store:
     def ensure_buckets(self) -> None:
         """Create missing buckets; fails at once with the bucket's name if that is refused."""
         for bucket in sorted(set(self.buckets.values())):
-            exists = self._call(
-                "check bucket", bucket, "", lambda b=bucket: self.client.bucket_exists(b)
-            )
-            if not exists:
-                self._call("create bucket", bucket, "", lambda b=bucket: self.client.make_bucket(b))
+            try:
+                exists = self._call(
+                    "check bucket", bucket, "", lambda b=bucket: self.client.bucket_exists(b)
+                )
+                if not exists:
+                    self._call(
+                        "create bucket", bucket, "", lambda b=bucket: self.client.make_bucket(b)
+                    )
+            except ValueError as exc:  # the SDK refuses invalid names before any request
+                raise StorageError(
+                    f"bucket {bucket!r} at {self.endpoint} cannot be created: {exc}"
+                ) from None
 
     def _call(self, action: str, bucket: str, key: str, fn: Callable[[], T]) -> T:
         where = f"{action} s3://{bucket}/{key} at {self.endpoint}"

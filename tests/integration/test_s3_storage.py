@@ -18,7 +18,7 @@ from minio import Minio
 from pipeline.dataset import ingest_dataset
 from pipeline.s3 import S3Store, StorageAuthError, StorageUnavailableError
 from pipeline.settings import Settings
-from pipeline.storage import ObjectConflictError, open_store
+from pipeline.storage import ObjectConflictError, StorageError, open_store
 from tests.conftest import SAMPLE, make_dataset
 from tests.integration.conftest import s3_env
 from tests.integration.services import S3Credentials, seaweed
@@ -74,6 +74,18 @@ def test_wrong_credentials_fail_at_once_with_a_clear_message(s3: S3Credentials) 
     with pytest.raises(StorageAuthError, match=r"SignatureDoesNotMatch.*PNEUMO_S3_SECRET_KEY"):
         store.ensure_buckets()
     assert time.perf_counter() - started < 5  # no retries for a credential error
+
+
+def test_bucket_that_cannot_be_created_fails_at_once(s3: S3Credentials) -> None:
+    store = S3Store(
+        s3.endpoint, s3.access_key, s3.secret_key, {"default": "Bad_Bucket"}, backoff_seconds=5
+    )
+    started = time.perf_counter()
+    with pytest.raises(
+        StorageError, match=r"bucket 'Bad_Bucket' at 127\.0\.0\.1:\d+ cannot be created"
+    ):
+        store.ensure_buckets()
+    assert time.perf_counter() - started < 5
 
 
 def test_interrupted_ingest_resumes_and_stores_nothing_twice(

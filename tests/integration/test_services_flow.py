@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +14,7 @@ from minio import Minio
 
 from tests.conftest import FAST_TRAINING, tiny_subset
 from tests.integration.conftest import s3_env
-from tests.integration.services import S3Credentials
+from tests.integration.services import BIN, S3Credentials
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -75,3 +79,62 @@ def test_deployments_are_registered_with_their_schedules(prefect_api: str) -> No
     assert deployment.work_pool_name == "pneumo-process" and pool.type == "process"
     assert [s.schedule.cron for s in deployment.schedules] == ["0 4 * * 2"]
     assert deployment.entrypoint == "flows/training.py:training_pipeline"
+
+
+def test_deployment_run_completes_on_a_process_worker(
+    s3: S3Credentials, mlflow_url: tuple[str, str], prefect_api: str, monkeypatch, tmp_path: Path
+) -> None:
+    """`prefect deployment run` (here: run_deployment) -> worker -> a completed flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deployments import deploy_all
+    from pipeline.dataset import ingest_dataset
+    from pipeline.settings import Settings
+    from pipeline.storage import open_store
+
+    env = {
+        **s3_env(monkeypatch, s3, secrets.token_hex(4)),
+        **FAST_TRAINING,
+        "PNEUMO_HOME": str(tmp_path / "home"),
+        "MLFLOW_TRACKING_URI": mlflow_url[0],
+        "PNEUMO_TRAIN__CNN_EPOCHS": "1",
+        "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "0",
+        "PREFECT_API_URL": prefect_api,
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    ingest_dataset(tiny_subset(tmp_path / "chest_xray"), open_store(settings), settings)
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        deploy_all(settings)
+        worker = subprocess.Popen(
+            [
+                str(BIN / "prefect"),
+                "worker",
+                "start",
+                "--pool",
+                settings.work_pool,
+                "--type",
+                "process",
+            ],
+            env={**os.environ, **env},
+            stdout=(tmp_path / "worker.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            flow_run = run_deployment("training-pipeline/weekly-training", timeout=0)
+            deadline = time.time() + 300
+            with get_client(sync_client=True) as client:
+                while time.time() < deadline:
+                    flow_run = client.read_flow_run(flow_run.id)
+                    if flow_run.state.is_final():
+                        break
+                    time.sleep(2)
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=30)
+    assert flow_run.state.is_completed(), (tmp_path / "worker.log").read_text()[-3000:]
