@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
@@ -192,6 +193,120 @@ def deploy() -> None:
     for name, deployment_id in deploy_all(settings).items():
         typer.echo(f"deployment {name} ({deployment_id}) on pool {settings.work_pool}")
     typer.echo(f"start a worker: prefect worker start --pool {settings.work_pool}")
+
+
+def run_predict(source: str, out: Path | None, settings: Settings) -> Path:
+    configure_runtime(settings)
+    from pipeline import registry
+    from pipeline.monitoring import append_inference_log, load_champion, predict_batch, read_images
+
+    registry.configure(settings.tracking_uri(), settings.experiment, settings.artifacts_dir)
+    store = open_store(settings)
+    try:
+        champion = load_champion(settings.home / "cache" / "champions")
+        items = read_images(source, store)
+    except (registry.RegistryError, FileNotFoundError, StorageError) as exc:
+        raise _fail(str(exc)) from None
+    predictions, rejected = predict_batch(champion, items, settings.ingest.max_pixels)
+    log_key = append_inference_log(store, predictions)
+    out = out or settings.reports_dir / "predictions" / f"{time.strftime('%Y%m%dT%H%M%S')}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    columns = ["image", "probability", "label", "threshold", "model_name", "model_version"]
+    predictions[columns].to_csv(out, index=False)
+    typer.echo(f"{champion.name} v{champion.version} (champion) scored {len(predictions)} images")
+    for row in rejected.itertuples():
+        typer.echo(f"  skipped {row.image}: {row.issue}")
+    typer.echo(f"predictions: {out}")
+    typer.echo(f"inference log: {store.uri(log_key) if log_key else 'nothing logged'}")
+    return out
+
+
+@app.command()
+def predict(
+    source: Annotated[str, typer.Argument(help="Folder or file, else an object-store prefix.")],
+    out: Annotated[Path | None, typer.Option(help="CSV to write.")] = None,
+) -> None:
+    """Score images with pneumonia-resnet@champion and append them to the inference log."""
+    run_predict(source, out, load_settings())
+
+
+def run_drift(settings: Settings, retrain: bool, last: int | None, days: int | None) -> dict:
+    configure_runtime(settings)
+    from flows.monitoring import drift_check
+    from pipeline import registry
+
+    try:
+        summary = drift_check(trigger="direct" if retrain else "none", last_n=last, days=days)
+    except registry.RegistryError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(
+        f"{summary['current_rows']} current vs {summary['reference_rows']} reference rows; "
+        f"drifted: {', '.join(summary['drifted_columns']) or 'none'}"
+    )
+    if isinstance(summary.get("retrain"), dict):
+        print_training(summary["retrain"], settings)
+    typer.echo(f"{summary['status']} (report: {summary.get('report_uri', 'none')})")
+    return summary
+
+
+@app.command()
+def drift(
+    last: Annotated[int | None, typer.Option(help="Compare the newest N predictions.")] = None,
+    days: Annotated[int | None, typer.Option(help="Only predictions of the last D days.")] = None,
+    retrain: Annotated[bool, typer.Option(help="Retrain the champion on drift.")] = True,
+) -> None:
+    """Evidently drift check of the champion's recent predictions against its training images."""
+    run_drift(load_settings(), retrain, last, days)
+
+
+@app.command()
+def retrain(
+    reason: Annotated[str, typer.Option(help="Recorded on the new version.")] = "manual",
+    labeled: Annotated[
+        Path | None, typer.Option(help="Newly labelled images, Kaggle layout.")
+    ] = None,
+) -> None:
+    """Fine-tune the champion (plus new labels), gate it and register it."""
+    settings = load_settings()
+    configure_runtime(settings)
+    from flows.monitoring import retrain_champion
+
+    summary = retrain_champion(reason=reason, labeled_path=str(labeled) if labeled else None)
+    print_training(summary, settings)
+
+
+@app.command("simulate-drift")
+def simulate_drift(
+    kind: Annotated[str, typer.Option(help="none, contrast, blur, noise or brightness.")],
+    out: Annotated[Path, typer.Option(help="Empty folder for the shifted images.")],
+    source: Annotated[Path, typer.Option(help="Images to shift.")] = DEMO_DATA / "test",
+) -> None:
+    """Write shifted copies of real X-rays (default: the bundled sample's test split)."""
+    from pipeline.simulate import simulate_batch
+
+    if kind not in ("none", "contrast", "blur", "noise", "brightness"):
+        raise _fail(f"--kind {kind!r}: expected none, contrast, blur, noise or brightness")
+    try:
+        count = simulate_batch(source, out, kind)  # type: ignore[arg-type]
+    except (FileNotFoundError, FileExistsError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"wrote {count} {kind} images to {out}")
+
+
+@app.command("demo-drift")
+def demo_drift(
+    work: Annotated[Path | None, typer.Option(help="Folder for the simulated batches.")] = None,
+) -> None:
+    """After `pneumo demo`: an unshifted batch (no drift), then a washed-out one (drift)."""
+    settings = load_settings()
+    work = work or settings.home / "demo-drift"
+    source = DEMO_DATA / "test"
+    for kind, retrain_on_drift in (("none", False), ("contrast", True)):
+        batch = work / f"{kind}-{time.strftime('%Y%m%dT%H%M%S')}"
+        simulate_drift(kind=kind, out=batch, source=source)
+        simulate_drift(kind=kind, out=batch / "val", source=DEMO_DATA / "val")
+        run_predict(str(batch), None, settings)
+        run_drift(settings, retrain_on_drift, sum(1 for _ in batch.rglob("*.jpeg")), None)
 
 
 def _registry(settings: Settings):

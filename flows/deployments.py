@@ -11,14 +11,18 @@ from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.events import DeploymentEventTrigger
 from prefect.exceptions import ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
+from flows.monitoring import DRIFT_EVENT, drift_check, retrain_champion
 from flows.training import training_pipeline
 from pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = "weekly-training"
+DRIFT = "daily-drift-check"
+RETRAIN = "retrain-on-drift"
 
 
 def ensure_work_pool(name: str) -> None:
@@ -33,21 +37,61 @@ def ensure_work_pool(name: str) -> None:
             )
 
 
-def deploy_all(settings: Settings) -> dict[str, UUID]:
-    """Register (or update) every deployment; returns their ids by name."""
-    ensure_work_pool(settings.work_pool)
-    source = training_pipeline.from_source(
-        source=str(REPO), entrypoint="flows/training.py:training_pipeline"
-    )
-    training_id = source.deploy(
-        name=TRAINING,
+def _deploy(flow, entrypoint: str, name: str, settings: Settings, **options) -> UUID:
+    source = flow.from_source(source=str(REPO), entrypoint=entrypoint)
+    return source.deploy(
+        name=name,
         work_pool_name=settings.work_pool,
-        cron=settings.training_cron,
         build=False,
         push=False,
-        parameters={"data_path": None},
-        description="Retrain both models on the latest ingested manifest; gate and register.",
-        tags=["pneumo", "training"],
+        tags=["pneumo"],
         print_next_steps=False,
+        **options,
     )
-    return {f"training-pipeline/{TRAINING}": training_id}
+
+
+def deploy_all(settings: Settings) -> dict[str, UUID]:
+    """Register (or update) every deployment with its schedule; returns their ids by name."""
+    ensure_work_pool(settings.work_pool)
+    ids = {
+        f"training-pipeline/{TRAINING}": _deploy(
+            training_pipeline,
+            "flows/training.py:training_pipeline",
+            TRAINING,
+            settings,
+            cron=settings.training_cron,
+            parameters={"data_path": None},
+            description="Retrain both models on the latest ingested manifest; gate and register.",
+        ),
+        f"drift-check/{DRIFT}": _deploy(
+            drift_check,
+            "flows/monitoring.py:drift_check",
+            DRIFT,
+            settings,
+            cron=settings.drift_cron,
+            parameters={"trigger": "event"},
+            description=f"Evidently drift check of the champion; emits {DRIFT_EVENT} on drift.",
+        ),
+        # Weekly, and whenever the drift event arrives (the report URI rides in the resource id).
+        f"retrain-champion/{RETRAIN}": _deploy(
+            retrain_champion,
+            "flows/monitoring.py:retrain_champion",
+            RETRAIN,
+            settings,
+            cron=settings.retrain_cron,
+            parameters={"reason": "scheduled"},
+            triggers=[
+                DeploymentEventTrigger(
+                    name="retrain on drift",
+                    expect={DRIFT_EVENT},
+                    match={"prefect.resource.id": f"{DRIFT_EVENT}:*"},
+                    parameters={
+                        "reason": "drift detected",
+                        "drift_report": "{{ event.resource.id }}",
+                    },
+                )
+            ],
+            description="Fine-tune the champion, gate it against the champion, register.",
+        ),
+    }
+    return ids

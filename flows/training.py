@@ -25,6 +25,7 @@ from pipeline.dataset import IngestSummary, ValidationSummary, ingest_dataset, v
 from pipeline.gates import GateDecision, decide
 from pipeline.manifest import load_manifest
 from pipeline.models import inference_copy
+from pipeline.monitoring import reference_profile
 from pipeline.report import ModelOutcome, build_candidate, summarise
 from pipeline.settings import Settings
 from pipeline.storage import open_store
@@ -112,6 +113,12 @@ def register_task(
     return {"model": name, "version": version, "run_id": run_id, "champion": passed}
 
 
+@task(name="reference-profile", **IO)
+def reference_task(trained: TrainedModel, data: PreparedData, run_id: str) -> None:
+    features, projection = reference_profile(trained.model, data.train.paths)
+    registry.log_reference(run_id, features, projection.to_json())
+
+
 def timed(timings: dict[str, float], name: str, call, *args):
     start = time.perf_counter()
     result = call(*args)
@@ -119,14 +126,42 @@ def timed(timings: dict[str, float], name: str, call, *args):
     return result
 
 
-@flow(name="training-pipeline", log_prints=True)
-def training_pipeline(
-    data_path: str | None = None, models: tuple[str, ...] = ("cnn", "resnet")
-) -> dict:
-    """Ingest (if `data_path`), validate, train and gate each model, register in MLflow."""
-    logger = get_run_logger()
-    settings = Settings()
-    timings: dict[str, float] = {}
+def gate_and_register(
+    trained: TrainedModel,
+    data: PreparedData,
+    settings: Settings,
+    context: dict,
+    phase: dict[str, float],
+) -> ModelOutcome:
+    """Evaluate, re-score the champion, gate, register (moving `champion` on a pass)."""
+    kind = trained.kind
+    run_dir: Path = context["run_dir"]
+    evaluation = timed(phase, "evaluate", evaluate_task, trained, data, settings, run_dir / kind)
+    champion = timed(phase, "rescore_champion", rescore_task, kind, data)
+    decision = gate_task(evaluation, champion, settings)
+    get_run_logger().info("%s gate: %s", kind, decision.summary())
+    candidate = build_candidate(
+        trained, evaluation, decision, data, settings, context["provenance"], context["artifacts"]
+    )
+    registered = timed(
+        phase,
+        "register",
+        register_task,
+        context["experiment_id"],
+        candidate,
+        trained,
+        decision.passed,
+    )
+    if kind == "resnet":  # the monitored model: drift is judged against what it saw
+        timed(phase, "reference_profile", reference_task, trained, data, registered["run_id"])
+    before = champion.version if champion else None
+    return ModelOutcome(kind, evaluation, decision, registered, trained, before, phase)
+
+
+def prepare_run(
+    settings: Settings, timings: dict[str, float], data_path: str | None
+) -> tuple[PreparedData, dict]:
+    """Ingest (optional), validate, prepare data, and set up MLflow and the report folder."""
     if data_path:
         timed(timings, "ingest", ingest_task, data_path, settings)
     validation = timed(timings, "validate", validate_task, settings)
@@ -142,27 +177,29 @@ def training_pipeline(
     )
     run_dir = settings.reports_dir / "training" / time.strftime("%Y%m%dT%H%M%S")
     augment_png = plot_augmentation_grid(data, settings.training, run_dir / "augmentation.png")
+    context = {
+        "provenance": provenance,
+        "experiment_id": experiment_id,
+        "run_dir": run_dir,
+        "artifacts": [augment_png],
+    }
+    return data, context
+
+
+@flow(name="training-pipeline", log_prints=True)
+def training_pipeline(
+    data_path: str | None = None, models: tuple[str, ...] = ("cnn", "resnet")
+) -> dict:
+    """Ingest (if `data_path`), validate, train and gate each model, register in MLflow."""
+    settings = Settings()
+    timings: dict[str, float] = {}
+    data, context = prepare_run(settings, timings, data_path)
     outcomes = []
     for kind in models:
         phase: dict[str, float] = {}
         trained = timed(phase, "train", train_task, kind, data, settings)
-        evaluation = timed(
-            phase, "evaluate", evaluate_task, trained, data, settings, run_dir / kind
-        )
-        champion = timed(phase, "rescore_champion", rescore_task, kind, data)
-        decision = gate_task(evaluation, champion, settings)
-        logger.info("%s gate: %s", kind, decision.summary())
-        candidate = build_candidate(
-            trained, evaluation, decision, data, settings, provenance, [augment_png]
-        )
-        registered = timed(
-            phase, "register", register_task, experiment_id, candidate, trained, decision.passed
-        )
-        before = champion.version if champion else None
-        outcomes.append(
-            ModelOutcome(kind, evaluation, decision, registered, trained, before, phase)
-        )
-    summary = summarise(outcomes, provenance, timings, settings, run_dir)
+        outcomes.append(gate_and_register(trained, data, settings, context, phase))
+    summary = summarise(outcomes, context["provenance"], timings, settings, context["run_dir"])
     create_markdown_artifact(
         key="training-summary", markdown=summary["markdown"], description="training-pipeline"
     )

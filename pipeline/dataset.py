@@ -87,3 +87,22 @@ def validate_dataset(
         plot_sample_grid(manifest, store, out_dir / "sample_grid.png", seed=settings.split.seed),
     ]
     return ValidationSummary(manifest_id=version, report=report, counts=counts, figures=figures)
+
+
+@dataclass(frozen=True)
+class LabeledSummary:
+    manifest_id: str
+    added: int
+    left_out: pd.DataFrame
+
+
+def add_labeled(path: Path, store: ObjectStore, settings: Settings) -> LabeledSummary:
+    """Ingest newly labelled images (Kaggle layout) into the latest manifest's train split."""
+    from pipeline.split import merge_labeled
+
+    labeled = ingest_folder(path, store, settings.ingest).manifest
+    usable = labeled[~labeled["quarantined"]]
+    _, manifest = load_manifest(store)
+    merged, left_out = merge_labeled(manifest, usable)
+    version, _ = save_manifest(store, merged)
+    return LabeledSummary(version, len(merged) - len(manifest), left_out)

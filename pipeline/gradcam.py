@@ -17,7 +17,7 @@ def gradcam(model: keras.Model, image: np.ndarray) -> np.ndarray:
     Channel weights are the spatially averaged gradients of the score with respect to the
     last convolutional feature map; the weighted map is ReLU-ed, normalised and resized.
     """
-    probe = keras.Model(model.inputs, [model.get_layer(GRADCAM_LAYER).output, model.output])
+    probe = keras.Model(model.inputs, [model.get_layer(GRADCAM_LAYER).output, model.outputs[0]])
     batch = tf.convert_to_tensor(image[None].astype(np.float32))
     with tf.GradientTape() as tape:
         features, score = probe(batch, training=False)

@@ -181,3 +181,39 @@ def rollback(name: str, reason: str) -> str:
         name, previous, f"rollback from version {current.version}: {reason}", rollback=True
     )
     return previous
+
+
+REFERENCE_DIR = "reference"
+
+
+def log_reference(run_id: str, features, projection: dict) -> None:
+    """Store the training-image feature profile and PCA with the run that made the version."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        features.to_parquet(folder / "features.parquet", index=False)
+        (folder / "projection.json").write_text(json.dumps(projection))
+        client.log_artifacts(run_id, str(folder), artifact_path=REFERENCE_DIR)
+
+
+def download_reference(run_id: str, target: Path) -> Path:
+    """The version's reference folder (features.parquet, projection.json), downloaded."""
+    import mlflow
+
+    target.mkdir(parents=True, exist_ok=True)
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=REFERENCE_DIR, dst_path=str(target)
+        )
+    )
+
+
+def log_run_artifact(run_id: str, path: Path, artifact_path: str) -> str:
+    """Attach a file to an existing run; returns its artifact URI."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+    return f"{client.get_run(run_id).info.artifact_uri}/{artifact_path}/{path.name}"

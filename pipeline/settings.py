@@ -118,6 +118,19 @@ class GateConfig(BaseModel):
     max_auc_drop: float = Field(0.01, ge=0, le=1, description="tolerated AUC drop vs champion")
 
 
+class DriftConfig(BaseModel):
+    """Which inference-log rows are compared with the reference, and when that is drift."""
+
+    last_n: int | None = Field(500, ge=1, description="the newest N predictions (None: all)")
+    days: int | None = Field(None, ge=1, description="only predictions of the last D days")
+    min_current: int = Field(30, ge=1, description="fewer rows: 'insufficient data'")
+    # Evidently's per-column test (normed Wasserstein distance > 0.1 for numeric columns).
+    # "share": drift when at least drift_share of the feature columns drifted;
+    # "embedding": drift when any embedding component drifted.
+    rule: Literal["share", "embedding"] = "share"
+    drift_share: float = Field(0.3, gt=0, le=1)
+
+
 class Settings(BaseSettings):
     """Everything an entry point needs; defaults give the embedded, serverless setup."""
 
@@ -147,6 +160,10 @@ class Settings(BaseSettings):
     # Prefect deployments (`pneumo deploy`): schedules are cron strings in the server's timezone.
     work_pool: str = "pneumo-process"
     training_cron: str = "0 3 * * 1"
+    drift_cron: str = "0 6 * * *"
+    retrain_cron: str = "0 4 * * 0"
+    drift: DriftConfig = DriftConfig()
+    retrain_epochs: int = Field(2, ge=0, description="fine-tuning epochs when retraining")
 
     @model_validator(mode="before")
     @classmethod

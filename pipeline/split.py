@@ -56,3 +56,28 @@ def assign_splits(manifest: pd.DataFrame, cfg: SplitConfig) -> pd.DataFrame:
     to_val = carve_by_patient(out[train], val_fraction, cfg.seed + 1)
     out.loc[to_val[to_val].index, "split"] = "val"
     return out
+
+
+def merge_labeled(
+    manifest: pd.DataFrame, labeled: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Add newly labelled images to the training split; returns (manifest, rows left out).
+
+    Rows already in the manifest (same sha256) and rows of patients who are in val or test are
+    left out, so new labels never leak into the splits the gates measure on.
+    """
+    held_out = set(manifest.loc[manifest["split"].isin(["val", "test"]), "patient_id"])
+    known = set(manifest["sha256"])
+    leaks = labeled["patient_id"].isin(held_out)
+    duplicates = labeled["sha256"].isin(known)
+    kept = labeled[~leaks & ~duplicates].assign(split="train")
+    left_out = labeled[leaks | duplicates].assign(
+        reason=lambda f: (
+            f["patient_id"]
+            .isin(held_out)
+            .map({True: "patient is in val/test", False: "already in the manifest"})
+        )
+    )
+    return pd.concat([manifest, kept], ignore_index=True), left_out[
+        ["path", "patient_id", "reason"]
+    ]

@@ -69,12 +69,12 @@ class TrainedModel:
         return self.images_seen / self.seconds if self.seconds else 0.0
 
 
-def _datasets(data: PreparedData, cfg: TrainConfig):
+def _datasets(data: PreparedData, cfg: TrainConfig, size: int):
     augmenter = build_augmenter(cfg.augment, cfg.seed)
     train = make_dataset(
-        data.train.paths, data.train.labels, cfg.image_size, cfg.batch_size, augmenter, cfg.seed
+        data.train.paths, data.train.labels, size, cfg.batch_size, augmenter, cfg.seed
     )
-    val = make_dataset(data.val.paths, data.val.labels, cfg.image_size, cfg.batch_size)
+    val = make_dataset(data.val.paths, data.val.labels, size, cfg.batch_size)
     return train, val
 
 
@@ -84,7 +84,7 @@ def _fit(
     """One training phase with early stopping on val AUC; appends to the history."""
     if epochs <= 0:
         return
-    train, val = _datasets(data, cfg)
+    train, val = _datasets(data, cfg, int(model.inputs[0].shape[1]))
     stop = keras.callbacks.EarlyStopping(
         monitor="val_auc", mode="max", patience=cfg.patience, restore_best_weights=True
     )
@@ -165,6 +165,17 @@ def train_resnet(data: PreparedData, cfg: TrainConfig, weights: str | None) -> T
     unfreeze_top(model, cfg.resnet_unfreeze_layers)
     compile_model(model, cfg.resnet_finetune_learning_rate)
     _fit(model, data, cfg, cfg.resnet_finetune_epochs, trained)
+    return trained
+
+
+def fine_tune(
+    model: keras.Model, source: str, data: PreparedData, cfg: TrainConfig, epochs: int
+) -> TrainedModel:
+    """Warm start: continue training a registered model at the fine-tuning learning rate."""
+    keras.utils.set_random_seed(cfg.seed)
+    compile_model(model, cfg.resnet_finetune_learning_rate)
+    trained = TrainedModel("resnet", model, weights_source=f"warm start from {source}")
+    _fit(model, data, cfg, epochs, trained)
     return trained
 
 

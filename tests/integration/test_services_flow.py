@@ -70,15 +70,59 @@ def test_deployments_are_registered_with_their_schedules(prefect_api: str) -> No
     from flows.deployments import deploy_all
     from pipeline.settings import Settings
 
+    settings = Settings(
+        training_cron="0 4 * * 2", drift_cron="30 5 * * *", retrain_cron="0 2 * * 6"
+    )
     with temporary_settings({PREFECT_API_URL: prefect_api}):
-        ids = deploy_all(Settings(training_cron="0 4 * * 2"))
+        ids = deploy_all(settings)
         with get_client(sync_client=True) as client:
-            deployment = client.read_deployment_by_name("training-pipeline/weekly-training")
+            deployments = {name: client.read_deployment_by_name(name) for name in ids}
             pool = client.read_work_pool("pneumo-process")
-    assert deployment.id == ids["training-pipeline/weekly-training"]
-    assert deployment.work_pool_name == "pneumo-process" and pool.type == "process"
-    assert [s.schedule.cron for s in deployment.schedules] == ["0 4 * * 2"]
-    assert deployment.entrypoint == "flows/training.py:training_pipeline"
+    assert pool.type == "process"
+    crons = {name: [s.schedule.cron for s in d.schedules] for name, d in deployments.items()}
+    assert crons == {
+        "training-pipeline/weekly-training": ["0 4 * * 2"],
+        "drift-check/daily-drift-check": ["30 5 * * *"],
+        "retrain-champion/retrain-on-drift": ["0 2 * * 6"],
+    }
+    assert all(d.work_pool_name == "pneumo-process" for d in deployments.values())
+    assert deployments["drift-check/daily-drift-check"].parameters == {"trigger": "event"}
+    assert (
+        deployments["training-pipeline/weekly-training"].entrypoint
+        == "flows/training.py:training_pipeline"
+    )
+
+
+def test_drift_event_starts_a_retrain_flow_run(prefect_api: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deployments import deploy_all
+    from flows.monitoring import DRIFT_EVENT
+    from pipeline.settings import Settings
+
+    resource = f"{DRIFT_EVENT}:s3://pneumo-data/reports/drift/{secrets.token_hex(4)}.html"
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        retrain_id = deploy_all(Settings())["retrain-champion/retrain-on-drift"]
+        time.sleep(2)  # the server loads the new automation
+        emit_event(event=DRIFT_EVENT, resource={"prefect.resource.id": resource})
+        EventsWorker.drain_all(timeout=10, at_exit=False)
+        deadline = time.time() + 90
+        runs = []
+        with get_client(sync_client=True) as client:
+            while time.time() < deadline:
+                runs = client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[retrain_id]))
+                )
+                runs = [r for r in runs if r.parameters.get("drift_report") == resource]
+                if runs:
+                    break
+                time.sleep(1)
+    assert runs, "no retrain-champion flow run was created for the drift event"
+    assert runs[0].parameters["reason"] == "drift detected"
 
 
 def test_deployment_run_completes_on_a_process_worker(

@@ -1,0 +1,115 @@
+"""Monitoring flows: `drift-check` and `retrain-champion` (wiring only; steps live in pipeline).
+
+drift-check compares the champion's reference profile with its recent predictions. On drift it
+starts retrain-champion: directly in the embedded default (`trigger="direct"`), or by emitting
+the `pneumo.drift.detected` event that the retrain deployment's trigger listens for on a server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.events import emit_event
+
+from flows.training import IO, gate_and_register, prepare_run, timed
+from pipeline import registry
+from pipeline.dataset import LabeledSummary, add_labeled
+from pipeline.drift import DRIFT
+from pipeline.monitoring import MONITORED_MODEL, DriftCheck, run_drift_check
+from pipeline.report import summarise
+from pipeline.settings import Settings
+from pipeline.storage import open_store
+from pipeline.training import PreparedData, TrainedModel, fine_tune
+
+DRIFT_EVENT = "pneumo.drift.detected"
+
+
+@task(name="drift-check", **IO)
+def drift_task(settings: Settings) -> DriftCheck:
+    return run_drift_check(open_store(settings), settings)
+
+
+@task(name="add-labeled", **IO)
+def labeled_task(path: str, settings: Settings) -> LabeledSummary:
+    return add_labeled(Path(path), open_store(settings), settings)
+
+
+@task(name="warm-start", **IO)
+def warm_start_task(data: PreparedData, settings: Settings) -> tuple[TrainedModel, str]:
+    current = registry.champion_version(MONITORED_MODEL)
+    if current is None:
+        raise registry.RegistryError(f"{MONITORED_MODEL} has no champion to retrain")
+    version = str(current.version)
+    model = registry.load_version(MONITORED_MODEL, version)
+    source = f"{MONITORED_MODEL} v{version}"
+    return fine_tune(model, source, data, settings.training, settings.retrain_epochs), version
+
+
+@flow(name="retrain-champion", log_prints=True)
+def retrain_champion(
+    reason: str = "scheduled", drift_report: str = "", labeled_path: str | None = None
+) -> dict:
+    """Fine-tune the champion on train (+ new labels), gate it against the champion, register."""
+    settings = Settings()
+    timings: dict[str, float] = {}
+    if labeled_path:
+        labeled = timed(timings, "add_labeled", labeled_task, labeled_path, settings)
+        get_run_logger().info(
+            "added %d labelled images (%d left out)", labeled.added, len(labeled.left_out)
+        )
+    data, context = prepare_run(settings, timings, None)
+    phase: dict[str, float] = {}
+    trained, version = timed(phase, "train", warm_start_task, data, settings)
+    context["provenance"] |= {
+        "retrain_reason": reason,
+        "drift_report_uri": drift_report.removeprefix(f"{DRIFT_EVENT}:") or "none",
+        "warm_start_from": version,
+    }
+    outcome = gate_and_register(trained, data, settings, context, phase)
+    summary = summarise([outcome], context["provenance"], timings, settings, context["run_dir"])
+    create_markdown_artifact(
+        key="retrain-summary", markdown=summary["markdown"], description="retrain-champion"
+    )
+    return summary
+
+
+@flow(name="drift-check", log_prints=True)
+def drift_check(
+    trigger: str = "direct", last_n: int | None = None, days: int | None = None
+) -> dict:
+    """Check drift; on drift retrain directly (`direct`), emit the drift event (`event`, for a
+    server's automation) or only report (`none`). `last_n`/`days` override the window."""
+    settings = Settings()
+    window = {k: v for k, v in (("last_n", last_n), ("days", days)) if v is not None}
+    settings = settings.model_copy(update={"drift": settings.drift.model_copy(update=window)})
+    check = drift_task(settings)
+    summary = dict(check.summary)
+    create_markdown_artifact(
+        key="drift-summary",
+        markdown="\n\n".join(
+            [
+                f"# drift-check: {check.result.status}",
+                f"Model {MONITORED_MODEL} v{check.champion_version}: "
+                f"{check.result.current_rows} current vs {check.result.reference_rows} reference "
+                f"rows; drifted columns: {', '.join(check.result.drifted_columns) or 'none'}.",
+                f"Report: {check.report_uri or 'none (insufficient data)'}",
+            ]
+        ),
+        description="drift-check",
+    )
+    if check.result.status == DRIFT:
+        reason = f"drift in {', '.join(check.result.drifted_columns)}"
+        if trigger == "event":
+            emit_event(
+                event=DRIFT_EVENT,
+                resource={"prefect.resource.id": f"{DRIFT_EVENT}:{check.report_uri}"},
+                payload={"reason": reason, **{k: str(v) for k, v in summary.items()}},
+            )
+            summary["retrain"] = "event emitted"
+        elif trigger == "direct":
+            summary["retrain"] = retrain_champion(
+                reason=reason, drift_report=check.report_uri or ""
+            )
+    return summary
