@@ -140,3 +140,21 @@ def test_simulated_batch_never_overwrites(tmp_path: Path) -> None:
     assert simulate_batch(source, tmp_path / "out", "noise") == 16
     with pytest.raises(FileExistsError, match="choose an empty --out folder"):
         simulate_batch(source, tmp_path / "out", "noise")
+
+
+def test_labelled_images_join_the_latest_manifest_train_split(
+    small_dataset: Path, store, settings, tmp_path: Path
+) -> None:
+    from pipeline.dataset import add_labeled, ingest_dataset
+    from pipeline.manifest import load_manifest
+    from tests.conftest import make_dataset
+
+    ingest_dataset(small_dataset, store, settings)
+    labeled = make_dataset(tmp_path / "labeled", {"train": {"IM-0500": 2, "IM-0100": 1}}, seed=900)
+    summary = add_labeled(labeled, store, settings)
+    version, manifest = load_manifest(store)
+    assert version == summary.manifest_id and summary.added == 2
+    assert set(manifest.loc[manifest["patient_id"] == "IM-0500", "split"]) == {"train"}
+    assert list(summary.left_out["reason"]) == [
+        "patient is in val/test"
+    ]  # IM-0100 is a test patient
