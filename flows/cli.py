@@ -309,6 +309,23 @@ def demo_drift(
         run_drift(settings, retrain_on_drift, sum(1 for _ in batch.rglob("*.jpeg")), None)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """HTTP prediction service for pneumonia-resnet@champion (OpenAPI docs at /docs)."""
+    settings = load_settings()
+    configure_runtime(settings)
+    import uvicorn
+
+    from flows.service import create_app
+    from pipeline import registry
+
+    registry.configure(settings.tracking_uri(), settings.experiment, settings.artifacts_dir)
+    uvicorn.run(create_app(settings), host=host, port=port)
+
+
 def _registry(settings: Settings):
     from pipeline import registry
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,6 +37,7 @@ class Champion:
     model: object
     projection: Projection
     reference: pd.DataFrame
+    info: dict = field(default_factory=dict)
 
 
 def load_champion(cache_dir: Path, name: str = MONITORED_MODEL) -> Champion:
@@ -56,6 +57,7 @@ def load_champion(cache_dir: Path, name: str = MONITORED_MODEL) -> Champion:
         model=registry.load_version(name, version),
         projection=Projection.from_json(json.loads((folder / "projection.json").read_text())),
         reference=pd.read_parquet(folder / "features.parquet"),
+        info=registry.version_info(name, version),
     )
 
 

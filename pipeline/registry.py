@@ -217,3 +217,22 @@ def log_run_artifact(run_id: str, path: Path, artifact_path: str) -> str:
     client = mlflow.MlflowClient()
     client.log_artifact(run_id, str(path), artifact_path=artifact_path)
     return f"{client.get_run(run_id).info.artifact_uri}/{artifact_path}/{path.name}"
+
+
+def version_info(name: str, version: str) -> dict:
+    """What a person asks of a served version: tags that matter and its test metrics."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    found = client.get_model_version(name, version)
+    metrics = client.get_run(found.run_id).data.metrics if found.run_id else {}
+    keys = ("threshold", "weights_source", "manifest_id", "gate_passed", "git_commit", "profile")
+    return {
+        "name": name,
+        "version": str(version),
+        "run_id": found.run_id,
+        **{key: found.tags.get(key) for key in keys},
+        "metrics": {
+            k.removeprefix("test_"): v for k, v in metrics.items() if k.startswith("test_")
+        },
+    }
