@@ -82,11 +82,17 @@ def fit_projection(embeddings: np.ndarray, components: int = PCA_COMPONENTS) -> 
 
 
 def feature_table(
-    images: list[bytes], embeddings: np.ndarray, probabilities: np.ndarray, projection: Projection
+    images: list[bytes],
+    embeddings: np.ndarray,
+    probabilities: np.ndarray,
+    projection: Projection | None,
 ) -> pd.DataFrame:
-    """One row of FEATURE_COLUMNS per image."""
+    """One row of FEATURE_COLUMNS per image (embedding columns NaN without a projection)."""
     table = pd.DataFrame([image_features(data) for data in images], columns=list(IMAGE_COLUMNS))
-    projected = projection.transform(embeddings)
+    if projection is None:
+        projected = np.full((len(images), len(EMBEDDING_COLUMNS)), np.nan)
+    else:
+        projected = projection.transform(embeddings)
     for index, column in enumerate(EMBEDDING_COLUMNS):
         table[column] = projected[:, index]
     table["probability"] = probabilities

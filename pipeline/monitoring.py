@@ -35,7 +35,7 @@ class Champion:
     run_id: str
     threshold: float
     model: object
-    projection: Projection
+    projection: Projection | None  # None: a version registered without a reference profile
     reference: pd.DataFrame
     info: dict = field(default_factory=dict)
 
@@ -48,15 +48,21 @@ def load_champion(cache_dir: Path, name: str = MONITORED_MODEL) -> Champion:
             f"model {name!r} has no champion yet: train and promote one first"
         )
     version = str(current.version)
-    folder = registry.download_reference(current.run_id, cache_dir / f"{name}-v{version}")
+    projection, reference = None, pd.DataFrame()
+    try:
+        folder = registry.download_reference(current.run_id, cache_dir / f"{name}-v{version}")
+        projection = Projection.from_json(json.loads((folder / "projection.json").read_text()))
+        reference = pd.read_parquet(folder / "features.parquet")
+    except OSError:
+        pass  # serving and batch inference still work; the drift check says what is missing
     return Champion(
         name=name,
         version=version,
         run_id=current.run_id,
         threshold=float(current.tags.get("threshold", 0.5)),
         model=registry.load_version(name, version),
-        projection=Projection.from_json(json.loads((folder / "projection.json").read_text())),
-        reference=pd.read_parquet(folder / "features.parquet"),
+        projection=projection,
+        reference=reference,
         info=registry.version_info(name, version),
     )
 
@@ -165,6 +171,11 @@ def run_drift_check(
     """Reference of the current champion vs the window of its logged predictions."""
     now = now or datetime.now(UTC)
     champion = load_champion(settings.home / "cache" / "champions")
+    if champion.reference.empty:
+        raise registry.RegistryError(
+            f"{champion.name} v{champion.version} has no reference profile (registered before "
+            "drift monitoring existed): retrain it (`pneumo retrain`) to get one"
+        )
     cfg = settings.drift
     current = read_inference_log(store, champion.version, cfg.days, cfg.last_n, now)
     result = check_drift(champion.reference, current, cfg)

@@ -201,13 +201,16 @@ def log_reference(run_id: str, features, projection: dict) -> None:
 def download_reference(run_id: str, target: Path) -> Path:
     """The version's reference folder (features.parquet, projection.json), downloaded."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     target.mkdir(parents=True, exist_ok=True)
-    return Path(
-        mlflow.artifacts.download_artifacts(
+    try:
+        path = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=REFERENCE_DIR, dst_path=str(target)
         )
-    )
+    except MlflowException as exc:
+        raise FileNotFoundError(f"run {run_id} has no {REFERENCE_DIR}/ artifacts: {exc}") from None
+    return Path(path)
 
 
 def log_run_artifact(run_id: str, path: Path, artifact_path: str) -> str:

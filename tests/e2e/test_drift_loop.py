@@ -25,39 +25,38 @@ def loop(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("drift")
     data = tiny_subset(tmp / "chest_xray")
-    env = pytest.MonkeyPatch()
-    for key, value in {
-        **FAST_TRAINING,
-        "PNEUMO_HOME": str(tmp / "home"),
-        "PNEUMO_TRAIN__CNN_EPOCHS": "1",
-        "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "1",
-        "PNEUMO_GATES__MIN_AUC": "0",
-        "PNEUMO_GATES__MIN_SENSITIVITY": "0",
-        "PNEUMO_GATES__MIN_SPECIFICITY": "0",
-        "PNEUMO_GATES__MAX_AUC_DROP": "1",
-        "PNEUMO_DRIFT__MIN_CURRENT": "10",
-        "PNEUMO_RETRAIN_EPOCHS": "1",
-    }.items():
-        env.setenv(key, value)
-    results = {}
-    with prefect_test_harness(server_startup_timeout=120):
-        training_pipeline(data_path=str(data), models=("resnet",))
-        settings = Settings()
-        store = open_store(settings)
-        champion = load_champion(settings.home / "cache")
-        for kind, trigger in (("none", "none"), ("contrast", "direct")):
-            batch = tmp / kind
-            count = simulate_batch(data / "test", batch, kind) + simulate_batch(
-                data / "val", batch / "val", kind
-            )
-            predictions, _ = predict_batch(
-                champion, read_images(str(batch), store), settings.ingest.max_pixels
-            )
-            append_inference_log(store, predictions)
-            results[kind] = drift_check(trigger=trigger, last_n=count)
-        results["insufficient"] = drift_check(trigger="direct", last_n=5)
-        yield tmp / "home", results, env
-    env.undo()
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in {
+            **FAST_TRAINING,
+            "PNEUMO_HOME": str(tmp / "home"),
+            "PNEUMO_TRAIN__CNN_EPOCHS": "1",
+            "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "1",
+            "PNEUMO_GATES__MIN_AUC": "0",
+            "PNEUMO_GATES__MIN_SENSITIVITY": "0",
+            "PNEUMO_GATES__MIN_SPECIFICITY": "0",
+            "PNEUMO_GATES__MAX_AUC_DROP": "1",
+            "PNEUMO_DRIFT__MIN_CURRENT": "10",
+            "PNEUMO_RETRAIN_EPOCHS": "1",
+        }.items():
+            env.setenv(key, value)
+        results = {}
+        with prefect_test_harness(server_startup_timeout=120):
+            training_pipeline(data_path=str(data), models=("resnet",))
+            settings = Settings()
+            store = open_store(settings)
+            champion = load_champion(settings.home / "cache")
+            for kind, trigger in (("none", "none"), ("contrast", "direct")):
+                batch = tmp / kind
+                count = simulate_batch(data / "test", batch, kind) + simulate_batch(
+                    data / "val", batch / "val", kind
+                )
+                predictions, _ = predict_batch(
+                    champion, read_images(str(batch), store), settings.ingest.max_pixels
+                )
+                append_inference_log(store, predictions)
+                results[kind] = drift_check(trigger=trigger, last_n=count)
+            results["insufficient"] = drift_check(trigger="direct", last_n=5)
+            yield tmp / "home", results, env
 
 
 def test_unshifted_batch_shows_no_drift(loop) -> None:

@@ -29,25 +29,24 @@ def trained(tmp_path_factory):
     from flows.training import training_pipeline
 
     tmp = tmp_path_factory.mktemp("service")
-    env = pytest.MonkeyPatch()
-    for key, value in {
-        **FAST_TRAINING,
-        "PNEUMO_HOME": str(tmp / "home"),
-        "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "1",
-        "PNEUMO_GATES__MIN_AUC": "0",
-        "PNEUMO_GATES__MIN_SENSITIVITY": "0",
-        "PNEUMO_GATES__MIN_SPECIFICITY": "0",
-        "PNEUMO_GATES__MAX_AUC_DROP": "1",
-        "PNEUMO_SERVE_POLL_SECONDS": "0.5",
-        "PNEUMO_SERVE_MAX_UPLOAD_BYTES": "3000000",
-    }.items():
-        env.setenv(key, value)
-    data = tiny_subset(tmp / "chest_xray")
-    with prefect_test_harness(server_startup_timeout=120):
-        for _ in range(2):
-            training_pipeline(data_path=str(data), models=("resnet",))
-    yield tmp / "home"
-    env.undo()
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in {
+            **FAST_TRAINING,
+            "PNEUMO_HOME": str(tmp / "home"),
+            "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "1",
+            "PNEUMO_GATES__MIN_AUC": "0",
+            "PNEUMO_GATES__MIN_SENSITIVITY": "0",
+            "PNEUMO_GATES__MIN_SPECIFICITY": "0",
+            "PNEUMO_GATES__MAX_AUC_DROP": "1",
+            "PNEUMO_SERVE_POLL_SECONDS": "0.5",
+            "PNEUMO_SERVE_MAX_UPLOAD_BYTES": "3000000",
+        }.items():
+            env.setenv(key, value)
+        data = tiny_subset(tmp / "chest_xray")
+        with prefect_test_harness(server_startup_timeout=120):
+            for _ in range(2):
+                training_pipeline(data_path=str(data), models=("resnet",))
+        yield tmp / "home"
 
 
 @pytest.fixture(scope="module")

@@ -21,32 +21,31 @@ def runs(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("e2e")
     data = tiny_subset(tmp / "chest_xray")
-    env = pytest.MonkeyPatch()
-    env.setenv("PNEUMO_HOME", str(tmp / "home"))
-    for key, value in FAST_TRAINING.items():
-        env.setenv(key, value)
-    first_env = {
-        "PNEUMO_TRAIN__CNN_EPOCHS": "1",
-        "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "1",
-        "PNEUMO_GATES__MIN_AUC": "0",
-        "PNEUMO_GATES__MIN_SENSITIVITY": "0",
-        "PNEUMO_GATES__MIN_SPECIFICITY": "0",
-    }
-    # Untrained, the zero-kernel head predicts the class prior for every image: AUC exactly 0.5,
-    # below this floor, so run 2 must fail its gate whatever run 1 scored.
-    second_env = {
-        "PNEUMO_TRAIN__CNN_EPOCHS": "0",
-        "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "0",
-        "PNEUMO_GATES__MIN_AUC": "0.51",
-    }
-    summaries = []
-    with prefect_test_harness(server_startup_timeout=120):
-        for overrides in (first_env, second_env):
-            for key, value in overrides.items():
-                env.setenv(key, value)
-            summaries.append(training_pipeline(data_path=str(data)))
-    yield tmp / "home", summaries
-    env.undo()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PNEUMO_HOME", str(tmp / "home"))
+        for key, value in FAST_TRAINING.items():
+            env.setenv(key, value)
+        first_env = {
+            "PNEUMO_TRAIN__CNN_EPOCHS": "1",
+            "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "1",
+            "PNEUMO_GATES__MIN_AUC": "0",
+            "PNEUMO_GATES__MIN_SENSITIVITY": "0",
+            "PNEUMO_GATES__MIN_SPECIFICITY": "0",
+        }
+        # Untrained, the zero-kernel head predicts the class prior for every image: AUC exactly 0.5,
+        # below this floor, so run 2 must fail its gate whatever run 1 scored.
+        second_env = {
+            "PNEUMO_TRAIN__CNN_EPOCHS": "0",
+            "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "0",
+            "PNEUMO_GATES__MIN_AUC": "0.51",
+        }
+        summaries = []
+        with prefect_test_harness(server_startup_timeout=120):
+            for overrides in (first_env, second_env):
+                for key, value in overrides.items():
+                    env.setenv(key, value)
+                summaries.append(training_pipeline(data_path=str(data)))
+        yield tmp / "home", summaries
 
 
 @pytest.fixture(scope="module")

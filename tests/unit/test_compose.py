@@ -24,7 +24,7 @@ def environment(service: dict) -> dict[str, str]:
 
 
 def test_expected_services_exist() -> None:
-    assert {"minio", "minio-init", "postgres", "mlflow", "prefect-server", "worker"} <= set(
+    assert {"minio", "minio-init", "postgres", "mlflow", "prefect-server", "worker", "api"} <= set(
         SERVICES
     )
     assert {"minio-init"} == ONE_SHOT
