@@ -19,6 +19,7 @@ from pipeline.evaluate import (
 from pipeline.gradcam import plot_gradcam_grid
 from pipeline.inputs import make_dataset
 from pipeline.models import build_augmenter
+from pipeline.plots import pyplot, save_figure
 from pipeline.registry import champion_version, load_version
 from pipeline.settings import ThresholdConfig, TrainConfig
 from pipeline.training import PreparedData, SplitData, TrainedModel, score
@@ -96,27 +97,18 @@ def plot_gradcam_examples(
 
 def plot_augmentation_grid(data: PreparedData, cfg: TrainConfig, out: Path, count: int = 8) -> Path:
     """Training images as the model sees them after augmentation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     augmenter = build_augmenter(cfg.augment, cfg.seed)
     dataset = make_dataset(
         data.train.paths[:count], data.train.labels[:count], cfg.image_size, count, augmenter
     )
     images, labels = next(iter(dataset))
-    fig, axes = plt.subplots(1, len(labels), figsize=(2.2 * len(labels), 2.6), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(labels), figsize=(2.2 * len(labels), 2.6), squeeze=False)
     for ax, image, label in zip(axes[0], images.numpy(), labels.numpy(), strict=True):
         ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
         ax.set_title("PNEUMONIA" if label else "NORMAL", fontsize=8)
         ax.axis("off")
     fig.suptitle(f"augmented training samples ({cfg.augment.model_dump()})", fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from pipeline.plots import pyplot, save_figure
 from pipeline.settings import ThresholdConfig
 
 
@@ -72,18 +73,9 @@ def classification_report(labels: np.ndarray, scores: np.ndarray, threshold: flo
     )
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_training_curves(history: dict[str, list[float]], out: Path, title: str) -> Path:
     """Loss, accuracy and AUC per epoch, train vs val (phases concatenated)."""
-    plt = _pyplot()
+    plt = pyplot()
     names = [m for m in ("loss", "accuracy", "auc") if m in history]
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5))
     for ax, name in zip(np.atleast_1d(axes), names, strict=True):
@@ -95,35 +87,26 @@ def plot_training_curves(history: dict[str, list[float]], out: Path, title: str)
         ax.set_xlabel("epoch")
         ax.legend()
     fig.suptitle(title)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def plot_confusion(metrics: dict[str, float], out: Path, title: str) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     matrix = np.array([[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]], dtype=int)
     fig, ax = plt.subplots(figsize=(4, 4))
     skm.ConfusionMatrixDisplay(matrix, display_labels=["NORMAL", "PNEUMONIA"]).plot(
         ax=ax, colorbar=False
     )
     ax.set_title(f"{title}\nthreshold {metrics['threshold']:.3f}")
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def plot_roc_pr(labels: np.ndarray, scores: np.ndarray, out: Path, title: str) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, (roc, pr) = plt.subplots(1, 2, figsize=(9, 4))
     skm.RocCurveDisplay.from_predictions(labels, scores, ax=roc, name=title)
     roc.plot([0, 1], [0, 1], linestyle="--", color="grey")
     skm.PrecisionRecallDisplay.from_predictions(labels, scores, ax=pr, name=title)
     roc.set_title("ROC")
     pr.set_title("Precision-recall")
-    return _save(fig, out)
-
-
-def _save(fig, out: Path) -> Path:
-    plt = _pyplot()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -1,7 +1,7 @@
 """Dataset exploration figures: class distribution per split and sample images per class.
 
-matplotlib is imported inside the functions (Agg backend) so the library imports fast and never
-needs a display.
+matplotlib is imported only when a figure is drawn (pipeline.plots), so the library imports
+fast and never needs a display.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.ingest import LABELS, SPLITS
+from pipeline.plots import pyplot, save_figure
 from pipeline.storage import ObjectStore
 
 
@@ -33,37 +34,26 @@ def class_counts(manifest: pd.DataFrame) -> pd.DataFrame:
 
 def plot_class_distribution(counts: pd.DataFrame, out: Path) -> Path:
     """Grouped bar chart of images per class for each split."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     counts[list(LABELS)].plot.bar(ax=ax, color=["#4c72b0", "#dd8452"], rot=0)
     for container in ax.containers:
         ax.bar_label(container)
     ax.set_title("Images per class and split (usable images)")
     ax.set_xlabel("split")
     ax.set_ylabel("images")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_sample_grid(
     manifest: pd.DataFrame, store: ObjectStore, out: Path, per_class: int = 6, seed: int = 0
 ) -> Path:
     """A row of random training images per class, titled with patient and subtype."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from PIL import Image
 
     usable = manifest[~manifest["quarantined"] & (manifest["split"] == "train")]
-    fig, axes = plt.subplots(len(LABELS), per_class, figsize=(2.2 * per_class, 2.6 * len(LABELS)))
+    fig, axes = pyplot().subplots(
+        len(LABELS), per_class, figsize=(2.2 * per_class, 2.6 * len(LABELS))
+    )
     for row, label in enumerate(LABELS):
         rows = usable[usable["label"] == label]
         picked = rows.sample(n=min(per_class, len(rows)), random_state=seed)
@@ -77,8 +67,4 @@ def plot_sample_grid(
             image.draft("L", (256, 256))
             ax.imshow(image.convert("L"), cmap="gray")
             ax.set_title(f"{label}\n{item['patient_id']} ({item['subtype']})", fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.models import GRADCAM_LAYER
+from pipeline.plots import pyplot, save_figure
 
 
 def gradcam(model: keras.Model, image: np.ndarray) -> np.ndarray:
@@ -47,18 +48,9 @@ def plot_gradcam_grid(
     out: Path,
 ) -> Path:
     """One column per image: overlay with its caption (label, probability, right/wrong)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(images), figsize=(2.6 * len(images), 3.0), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(images), figsize=(2.6 * len(images), 3.0), squeeze=False)
     for ax, image, caption in zip(axes[0], images, captions, strict=True):
         ax.imshow(overlay(image, gradcam(model, image)))
         ax.set_title(caption, fontsize=7)
         ax.axis("off")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

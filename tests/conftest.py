@@ -44,6 +44,15 @@ FAST_TRAINING = {
 }
 
 
+# Gates that any model passes: for tests about what happens after a pass.
+OPEN_GATES = {
+    "PNEUMO_GATES__MIN_AUC": "0",
+    "PNEUMO_GATES__MIN_SENSITIVITY": "0",
+    "PNEUMO_GATES__MIN_SPECIFICITY": "0",
+    "PNEUMO_GATES__MAX_AUC_DROP": "1",
+}
+
+
 def tiny_subset(root: Path, per_class: dict[str, int] | None = None) -> Path:
     """A Kaggle-layout copy of a few real images per class and split from the bundled sample."""
     for split, count in (per_class or {"train": 10, "val": 4, "test": 5}).items():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST_TRAINING, tiny_subset
+from tests.conftest import FAST_TRAINING, OPEN_GATES, tiny_subset
 
 pytestmark = pytest.mark.slow
 
@@ -28,13 +28,10 @@ def loop(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         for key, value in {
             **FAST_TRAINING,
+            **OPEN_GATES,
             "PNEUMO_HOME": str(tmp / "home"),
             "PNEUMO_TRAIN__CNN_EPOCHS": "1",
             "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "1",
-            "PNEUMO_GATES__MIN_AUC": "0",
-            "PNEUMO_GATES__MIN_SENSITIVITY": "0",
-            "PNEUMO_GATES__MIN_SPECIFICITY": "0",
-            "PNEUMO_GATES__MAX_AUC_DROP": "1",
             "PNEUMO_DRIFT__MIN_CURRENT": "10",
             "PNEUMO_RETRAIN_EPOCHS": "1",
         }.items():

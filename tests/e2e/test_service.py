@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import FAST_TRAINING, SAMPLE, tiny_subset
+from tests.conftest import FAST_TRAINING, OPEN_GATES, SAMPLE, tiny_subset
 
 pytestmark = pytest.mark.slow
 
@@ -32,12 +32,9 @@ def trained(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         for key, value in {
             **FAST_TRAINING,
+            **OPEN_GATES,
             "PNEUMO_HOME": str(tmp / "home"),
             "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "1",
-            "PNEUMO_GATES__MIN_AUC": "0",
-            "PNEUMO_GATES__MIN_SENSITIVITY": "0",
-            "PNEUMO_GATES__MIN_SPECIFICITY": "0",
-            "PNEUMO_GATES__MAX_AUC_DROP": "1",
             "PNEUMO_SERVE_POLL_SECONDS": "0.5",
             "PNEUMO_SERVE_MAX_UPLOAD_BYTES": "3000000",
         }.items():

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import FAST_TRAINING, tiny_subset
+from tests.conftest import FAST_TRAINING, OPEN_GATES, tiny_subset
 
 pytestmark = pytest.mark.slow
 
@@ -28,9 +28,7 @@ def runs(tmp_path_factory):
         first_env = {
             "PNEUMO_TRAIN__CNN_EPOCHS": "1",
             "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "1",
-            "PNEUMO_GATES__MIN_AUC": "0",
-            "PNEUMO_GATES__MIN_SENSITIVITY": "0",
-            "PNEUMO_GATES__MIN_SPECIFICITY": "0",
+            **OPEN_GATES,
         }
         # Untrained, the zero-kernel head predicts the class prior for every image: AUC exactly 0.5,
         # below this floor, so run 2 must fail its gate whatever run 1 scored.
