@@ -37,7 +37,15 @@ def configure(tracking_uri: str, experiment: str, artifacts_dir: Path | None) ->
     import mlflow
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    exported = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri)
+    # MLflow also exports the URI to the environment; undo that, or a later configure() in the
+    # same process (a long-lived service, a test session) would take this stale value as the
+    # user's MLFLOW_TRACKING_URI instead of resolving its own settings.
+    if exported is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = exported
     client = mlflow.MlflowClient()
     found = client.get_experiment_by_name(experiment)
     if found is not None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import registry
 from tests.conftest import FAST_TRAINING, OPEN_GATES, tiny_subset
 
 pytestmark = pytest.mark.slow
@@ -76,7 +77,7 @@ def test_washed_out_batch_drifts_and_retrains_a_new_version(loop) -> None:
     )
     retrained = drift["retrain"]["models"]["resnet"]
     assert retrained["version"] == "2"
-    mlflow.set_tracking_uri(Settings(home=home).tracking_uri())
+    registry.configure(Settings(home=home).tracking_uri(), "pneumo-training", None)
     tags = mlflow.MlflowClient().get_model_version("pneumonia-resnet", "2").tags
     assert tags["drift_report_uri"] == drift["report_uri"]
     assert tags["retrain_reason"].startswith("drift in ") and tags["warm_start_from"] == "1"
@@ -108,7 +109,7 @@ def test_worse_retrained_model_does_not_take_the_champion_alias(loop, monkeypatc
     from pipeline.training import TrainedModel
 
     home, _, _ = loop
-    mlflow.set_tracking_uri(Settings(home=home).tracking_uri())
+    registry.configure(Settings(home=home).tracking_uri(), "pneumo-training", None)
     client = mlflow.MlflowClient()
     before = str(client.get_model_version_by_alias("pneumonia-resnet", "champion").version)
 

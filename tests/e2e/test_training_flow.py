@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from pipeline import registry
 from tests.conftest import FAST_TRAINING, OPEN_GATES, tiny_subset
 
 pytestmark = pytest.mark.slow
@@ -52,7 +53,7 @@ def client(runs):
 
     from pipeline.settings import Settings
 
-    mlflow.set_tracking_uri(Settings(home=runs[0]).tracking_uri())
+    registry.configure(Settings(home=runs[0]).tracking_uri(), "pneumo-training", None)
     return mlflow.MlflowClient()
 
 
