@@ -157,6 +157,11 @@ def print_training(summary: dict, settings: Settings) -> None:
         verdict = "PASS" if model["gate_passed"] else "FAIL"
         typer.echo(f"  gate {verdict}: {'; '.join(model['gate_reasons'])}")
         typer.echo("  champion: " + ("moved to this version" if model["champion"] else "unchanged"))
+        phases = ", ".join(f"{k} {v}" for k, v in model["timings"].items())
+        typer.echo(f"  wall times (s): {phases}; {model['train_images_per_second']} train img/s")
+    typer.echo(
+        "data wall times (s): " + ", ".join(f"{k} {v}" for k, v in summary["timings"].items())
+    )
     typer.echo(f"\nreports: {summary['report_dir']}")
     uri = settings.tracking_uri()
     if uri.startswith("sqlite"):
