@@ -51,14 +51,14 @@ def main() -> None:
 def measure_embeddings(files: list[Path], size: int = 128) -> None:
     """Probability + embedding with the ResNet at the cpu-small size (decode included)."""
     from pipeline.models import build_resnet
-    from pipeline.scoring import score_images
+    from pipeline.scoring import embedding_model, score_images
     from pipeline.settings import TrainConfig
 
-    model = build_resnet(TrainConfig(image_size=size), None)
+    probe = embedding_model(build_resnet(TrainConfig(image_size=size), None))
     images = [p.read_bytes() for p in files]
-    score_images(model, images[:8])  # tracing
+    score_images(probe, images[:8])  # tracing
     start = time.perf_counter()
-    score_images(model, images)
+    score_images(probe, images)
     per_image = (time.perf_counter() - start) / len(images)
     print(f"ResNet50 {size} px probability + embedding: {1000 * per_image:.1f} ms per image")
 

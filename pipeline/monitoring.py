@@ -20,7 +20,7 @@ from pipeline.drift import DriftResult, check_drift
 from pipeline.features import Projection, feature_table
 from pipeline.images import inspect_image
 from pipeline.ingest import IMAGE_SUFFIXES
-from pipeline.scoring import score_images
+from pipeline.scoring import embedding_model, score_images
 from pipeline.settings import Settings
 from pipeline.storage import ObjectStore, sha256_hex
 
@@ -38,6 +38,10 @@ class Champion:
     projection: Projection | None  # None: a version registered without a reference profile
     reference: pd.DataFrame
     info: dict = field(default_factory=dict)
+    probe: object = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.probe = embedding_model(self.model)
 
 
 def load_champion(cache_dir: Path, name: str = MONITORED_MODEL) -> Champion:
@@ -95,7 +99,7 @@ def predict_batch(
         issue = issue or inspect_image(data, max_pixels).issue
         (rejected.append({"image": name, "issue": issue}) if issue else good.append((name, data)))
     images = [data for _, data in good]
-    probabilities, embeddings = score_images(champion.model, images)
+    probabilities, embeddings = score_images(champion.probe, images)
     features = (
         feature_table(images, embeddings, probabilities, champion.projection)
         if good
@@ -208,6 +212,6 @@ def reference_profile(model, paths: list[str]) -> tuple[pd.DataFrame, Projection
     from pipeline.features import fit_projection
 
     images = [Path(p).read_bytes() for p in paths]
-    probabilities, embeddings = score_images(model, images)
+    probabilities, embeddings = score_images(embedding_model(model), images)
     projection = fit_projection(embeddings)
     return feature_table(images, embeddings, probabilities, projection), projection

@@ -16,11 +16,14 @@ def embedding_model(model: keras.Model) -> keras.Model:
 
 
 def score_images(
-    model: keras.Model, images: list[bytes], batch_size: int = 32
+    probe: keras.Model, images: list[bytes], batch_size: int = 32
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities [n], embeddings [n, d]) for encoded images, via the shared decode."""
-    size = int(model.inputs[0].shape[1])
-    probe = embedding_model(model)
+    """(probabilities [n], embeddings [n, d]) for encoded images, via the shared decode.
+
+    `probe` is `embedding_model(model)`, built once per model: building it per call would
+    re-trace the graph on every request.
+    """
+    size = int(probe.inputs[0].shape[1])
     probabilities, embeddings = [], []
     for start in range(0, len(images), batch_size):
         batch = np.stack([prepare_image(data, size) for data in images[start : start + batch_size]])
