@@ -8,22 +8,28 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline.models import GRADCAM_LAYER
+from pipeline.models import GRADCAM_LAYER, HEAD_LAYER
 from pipeline.plots import pyplot, save_figure
 
 
 def gradcam(model: keras.Model, image: np.ndarray) -> np.ndarray:
-    """Heatmap in [0, 1] with the image's height and width, for the PNEUMONIA output.
+    """Heatmap in [0, 1] with the image's height and width, for the PNEUMONIA score.
 
-    Channel weights are the spatially averaged gradients of the score with respect to the
-    last convolutional feature map; the weighted map is ReLU-ed, normalised and resized.
+    The score is the logit before the sigmoid, as in the paper: the sigmoid's gradient vanishes
+    for confident predictions and would blank the map. Both models end in global average
+    pooling, dropout and the `pneumonia` Dense unit, so the logit is recomputed from the
+    `last_conv` map with that unit's weights. Channel weights are the spatially averaged
+    gradients; the weighted map is ReLU-ed, normalised to a peak of 1 and resized.
     """
-    probe = keras.Model(model.inputs, [model.get_layer(GRADCAM_LAYER).output, model.outputs[0]])
+    probe = keras.Model(model.inputs, model.get_layer(GRADCAM_LAYER).output)
+    head = model.get_layer(HEAD_LAYER)
     batch = tf.convert_to_tensor(image[None].astype(np.float32))
+    features = probe(batch, training=False)
     with tf.GradientTape() as tape:
-        features, score = probe(batch, training=False)
-        target = score[:, 0]
-    grads = tape.gradient(target, features)
+        tape.watch(features)
+        pooled = tf.reduce_mean(features, axis=(1, 2))
+        logit = tf.matmul(pooled, head.kernel) + head.bias
+    grads = tape.gradient(logit, features)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))[0]
     peak = float(tf.reduce_max(cam))

@@ -12,6 +12,7 @@ from pipeline.settings import AugmentConfig, TrainConfig
 
 GRADCAM_LAYER = "last_conv"
 BASE_LAYER = "resnet50_base"
+HEAD_LAYER = "pneumonia"
 # ResNet50's "caffe" preprocessing: BGR means. The input is gray replicated to three channels, so
 # channel order cannot matter and the plain means suffice.
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -47,7 +48,7 @@ def _head(features: keras.KerasTensor, prior: float, dropout: float) -> keras.Ke
         activation="sigmoid",
         kernel_initializer="zeros",
         bias_initializer=keras.initializers.Constant(float(np.log(prior / (1 - prior)))),
-        name="pneumonia",
+        name=HEAD_LAYER,
     )(x)
 
 
