@@ -125,6 +125,12 @@ def test_interrupted_ingest_resumes_and_stores_nothing_twice(
     assert sum(1 for _ in client.list_objects(settings.s3_bucket_raw, recursive=True)) == 600
 
 
+def stop_test_store(creds: S3Credentials, **retry: int | float) -> S3Store:
+    return S3Store(
+        creds.endpoint, creds.access_key, creds.secret_key, {"default": "stop-test"}, **retry
+    )
+
+
 def raw_keys(store: S3Store) -> set[str]:
     objects = store.client.list_objects("stop-test", prefix="raw/", recursive=True)
     return {o.object_name for o in objects}
@@ -137,15 +143,7 @@ def test_server_stopped_mid_ingest_retries_then_fails_clearly_and_keeps_objects(
     service.start()
     try:
         data = make_dataset(tmp_path / "data", {"train": {f"IM-{i:04d}": 3 for i in range(200)}})
-        store = S3Store(
-            creds.endpoint,
-            creds.access_key,
-            creds.secret_key,
-            {"default": "stop-test"},
-            attempts=3,
-            backoff_seconds=0.2,
-            timeout_seconds=2,
-        )
+        store = stop_test_store(creds, attempts=3, backoff_seconds=0.2, timeout_seconds=2)
         store.ensure_buckets()
         settings = Settings(home=tmp_path / "home", ingest={"workers": 1})
         failure: list[BaseException] = []
@@ -175,14 +173,7 @@ def test_server_stopped_mid_ingest_retries_then_fails_clearly_and_keeps_objects(
         service.start()
         # After a restart the volume server re-registers for a few seconds (5xx meanwhile):
         # read back with patient retries; the objects themselves must all be there.
-        reader = S3Store(
-            creds.endpoint,
-            creds.access_key,
-            creds.secret_key,
-            {"default": "stop-test"},
-            attempts=10,
-            backoff_seconds=0.5,
-        )
+        reader = stop_test_store(creds, attempts=10, backoff_seconds=0.5)
         for key in sorted(kept)[:50]:
             assert digest(reader.get(key)) == Path(key).stem
     finally:
