@@ -31,9 +31,10 @@ test: $(STAMP) ## Run every test (unit, integration, end-to-end)
 test-unit: $(STAMP) ## Run the fast offline unit tests only
 	$(BIN)/pytest tests/unit -m "not slow"
 
-lint: $(STAMP) ## Lint and check formatting with ruff
+lint: $(STAMP) ## Lint, check formatting (ruff) and the layering contracts (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## Fix lint and format with ruff
 	$(BIN)/ruff check --fix .

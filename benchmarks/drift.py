@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.drift import check_drift
-from pipeline.features import FEATURE_COLUMNS, image_features
+from pipeline.monitor.drift import check_drift
+from pipeline.monitor.drift_features import FEATURE_COLUMNS, image_features
 from pipeline.settings import DriftConfig
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
@@ -50,15 +50,15 @@ def main() -> None:
 
 def measure_embeddings(files: list[Path], size: int = 128) -> None:
     """Probability + embedding with the ResNet at the cpu-small size (decode included)."""
-    from pipeline.models import build_resnet
-    from pipeline.scoring import embedding_model, score_images
+    from pipeline.monitor.probe import embedding_model, probe_images
     from pipeline.settings import TrainConfig
+    from pipeline.train.models import build_resnet
 
     probe = embedding_model(build_resnet(TrainConfig(image_size=size), None))
     images = [p.read_bytes() for p in files]
-    score_images(probe, images[:8])  # tracing
+    probe_images(probe, images[:8])  # tracing
     start = time.perf_counter()
-    score_images(probe, images)
+    probe_images(probe, images)
     per_image = (time.perf_counter() - start) / len(images)
     print(f"ResNet50 {size} px probability + embedding: {1000 * per_image:.1f} ms per image")
 

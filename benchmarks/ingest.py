@@ -19,9 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pydantic import SecretStr
 
-from pipeline.dataset import ingest_dataset
+from pipeline.adapters.backends import open_store
+from pipeline.adapters.storage import ObjectStore
+from pipeline.data.steps import ingest_dataset
 from pipeline.settings import IngestConfig, Settings
-from pipeline.storage import ObjectStore, open_store
 
 
 def measure(path: Path, store: ObjectStore, settings: Settings) -> None:

@@ -1,69 +1,37 @@
-"""`pneumo` command line: builds settings, calls pipeline steps, prints what a person needs."""
+"""`pneumo` command line: a thin layer over the pipeline steps and the flows.
+
+The callback builds the settings and the runtime environment once; each command calls steps or
+flows and hands the result to `flows.output`. Heavy libraries (TensorFlow, Prefect, MLflow) are
+imported inside the commands that need them, after the runtime environment is set.
+"""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from pipeline.dataset import IngestSummary, ValidationSummary, ingest_dataset, validate_dataset
-from pipeline.ingest import IngestError
+from flows import output
 from pipeline.settings import Settings
-from pipeline.storage import StorageError, open_store
 
 app = typer.Typer(help="pneumo-ops: pneumonia detection in chest X-rays, from data to registry.")
 
 DEMO_DATA = Path("data/sample")
+Profile = Literal["cpu-small", "full", "tiny"]
+DriftKind = Literal["none", "contrast", "blur", "noise", "brightness"]
 
 
-def _progress(rows: Iterable[dict], total: int) -> Iterable[dict]:
-    from tqdm import tqdm
+@dataclass(frozen=True)
+class Cli:
+    """What every command gets from the callback."""
 
-    return tqdm(rows, total=total, desc="ingest", unit="img", disable=None)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(code)
-
-
-def print_ingest(summary: IngestSummary) -> None:
-    typer.echo(
-        f"stored {summary.stored} new objects, {summary.already_stored} already present"
-        + (" (nothing new to store)" if summary.stored == 0 else "")
-    )
-    state = "new" if summary.manifest_is_new else "unchanged, already current"
-    typer.echo(f"manifest {summary.manifest_id} ({state})")
-    typer.echo(summary.counts.to_string())
-    typer.echo(f"quarantined files: {len(summary.quarantine)} (report: {summary.quarantine_uri})")
-    for row in summary.quarantine.head(20).itertuples():
-        typer.echo(f"  {row.path}: {row.issue}")
-    if len(summary.shared_patients):
-        typer.echo(
-            f"patient ids in several official splits (reported, not failed): "
-            f"{len(summary.shared_patients)}, e.g. "
-            + ", ".join(summary.shared_patients["patient_id"].head(5))
-        )
-
-
-def print_validation(summary: ValidationSummary) -> None:
-    report = summary.report
-    passed = sum(c.success for c in report.checks)
-    typer.echo(f"validated manifest {summary.manifest_id}: {passed}/{len(report.checks)} checks")
-    typer.echo("class balance (usable images):")
-    typer.echo(summary.counts.to_string())
-    for title, checks in (("FAILED", report.failures), ("warning", report.warnings)):
-        for check in checks:
-            typer.echo(f"{title}: {check.description} ({check.failing_rows} rows)")
-            for example in check.examples:
-                typer.echo(f"    {example}")
-    typer.echo(f"Data Docs: {report.docs_path}")
-    for figure in summary.figures:
-        typer.echo(f"figure: {figure}")
+    settings: Settings
 
 
 def load_settings() -> Settings:
@@ -77,39 +45,7 @@ def load_settings() -> Settings:
             f"PNEUMO_{'__'.join(str(p) for p in e['loc']).upper()}={e.get('input')!r}: {e['msg']}"
             for e in exc.errors()
         )
-        raise _fail(f"invalid setting: {problems}") from None
-
-
-def run_ingest(path: Path, settings: Settings) -> IngestSummary:
-    try:
-        summary = ingest_dataset(path, open_store(settings), settings, _progress)
-    except (IngestError, StorageError) as exc:
-        raise _fail(str(exc)) from None
-    print_ingest(summary)
-    return summary
-
-
-def run_validate(settings: Settings) -> ValidationSummary:
-    try:
-        summary = validate_dataset(open_store(settings), settings)
-    except StorageError as exc:
-        raise _fail(str(exc)) from None
-    print_validation(summary)
-    if not summary.report.success:
-        raise _fail(f"{len(summary.report.failures)} critical data checks failed", code=1)
-    return summary
-
-
-@app.command()
-def ingest(path: Annotated[Path, typer.Argument(help="Kaggle-layout folder.")]) -> None:
-    """Store the images under PATH and write a manifest with splits by patient."""
-    run_ingest(path, load_settings())
-
-
-@app.command()
-def validate() -> None:
-    """Validate the latest manifest with Great Expectations; exit 1 on critical failures."""
-    run_validate(load_settings())
+        raise output.fail(f"invalid setting: {problems}") from None
 
 
 def configure_runtime(settings: Settings) -> None:
@@ -119,7 +55,7 @@ def configure_runtime(settings: Settings) -> None:
     ephemeral server time to start on a slow machine. Values already set are kept.
     """
     home = settings.home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)  # Prefect creates its home, but not the parents
     defaults = {
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -132,67 +68,107 @@ def configure_runtime(settings: Settings) -> None:
         os.environ.setdefault(key, value)
 
 
-def run_training(data: Path | None, settings: Settings) -> dict:
+@app.callback()
+def main(
+    ctx: typer.Context,
+    profile: Annotated[
+        Profile | None,
+        typer.Option(help="Training profile (default: PNEUMO_PROFILE, else cpu-small)."),
+    ] = None,
+) -> None:
+    """pneumo-ops: pneumonia detection in chest X-rays, from data to registry."""
+    if profile is not None:
+        # The flows build their settings from the environment, in this process or on a worker.
+        os.environ["PNEUMO_PROFILE"] = profile
+    settings = load_settings()
     configure_runtime(settings)
-    from flows.training import DataValidationError, training_pipeline
+    ctx.obj = Cli(settings)
 
+
+def settings_of(ctx: typer.Context) -> Settings:
+    return ctx.ensure_object(Cli).settings
+
+
+@contextmanager
+def reported(*errors: type[Exception], code: int = 2) -> Iterator[None]:
+    """Turn the expected failures of a command into one `error:` line and an exit code."""
     try:
-        summary = training_pipeline(data_path=str(data) if data else None)
-    except DataValidationError as exc:
-        raise _fail(str(exc), code=1) from None
-    print_training(summary, settings)
-    return summary
+        yield
+    except errors as exc:
+        raise output.fail(str(exc), code) from None
 
 
-def print_training(summary: dict, settings: Settings) -> None:
-    typer.echo("")
-    for model in summary["models"].values():
-        m = model["metrics"]
-        typer.echo(
-            f"{model['model']} v{model['version']}: test AUC {m['roc_auc']:.3f}, sensitivity "
-            f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f}, "
-            f"accuracy {m['accuracy']:.3f} at threshold {model['threshold']:.3f}; "
-            f"weights: {model['weights_source']}"
-        )
-        verdict = "PASS" if model["gate_passed"] else "FAIL"
-        typer.echo(f"  gate {verdict}: {'; '.join(model['gate_reasons'])}")
-        typer.echo("  champion: " + ("moved to this version" if model["champion"] else "unchanged"))
-        phases = ", ".join(f"{k} {v}" for k, v in model["timings"].items())
-        typer.echo(f"  wall times (s): {phases}; {model['train_images_per_second']} train img/s")
-    typer.echo(
-        "data wall times (s): " + ", ".join(f"{k} {v}" for k, v in summary["timings"].items())
-    )
-    typer.echo(f"\nreports: {summary['report_dir']}")
-    uri = settings.tracking_uri()
-    if uri.startswith("sqlite"):
-        typer.echo(f"look at runs and the registry: mlflow ui --backend-store-uri {uri}")
-    else:
-        typer.echo(f"runs and registry: {uri}")
+def _progress(rows: Iterable[dict], total: int) -> Iterable[dict]:
+    from tqdm import tqdm
+
+    return tqdm(rows, total=total, desc="ingest", unit="img", disable=None)
 
 
 @app.command()
-def train() -> None:
+def ingest(
+    ctx: typer.Context, path: Annotated[Path, typer.Argument(help="Kaggle layout.")]
+) -> None:
+    """Store the images under PATH and write a manifest with splits by patient."""
+    from pipeline.adapters.backends import open_store
+    from pipeline.adapters.storage import StorageError
+    from pipeline.data.ingest import IngestError
+    from pipeline.data.steps import ingest_dataset
+
+    settings = settings_of(ctx)
+    with reported(IngestError, StorageError):
+        summary = ingest_dataset(path, open_store(settings), settings, _progress)
+    output.print_ingest(summary)
+
+
+@app.command()
+def validate(ctx: typer.Context) -> None:
+    """Validate the latest manifest with Great Expectations; exit 1 on critical failures."""
+    from pipeline.adapters.backends import open_store
+    from pipeline.adapters.storage import StorageError
+    from pipeline.data.steps import DataValidationError, require_valid, validate_dataset
+
+    settings = settings_of(ctx)
+    with reported(StorageError):
+        summary = validate_dataset(open_store(settings), settings)
+    output.print_validation(summary)
+    with reported(DataValidationError, code=1):
+        require_valid(summary)
+
+
+def run_training(data: Path | None, settings: Settings) -> None:
+    from flows.training import training_pipeline
+    from pipeline.data.steps import DataValidationError
+
+    with reported(DataValidationError, code=1):
+        summary = training_pipeline(data_path=str(data) if data else None)
+    output.print_training(summary, settings)
+
+
+@app.command()
+def train(ctx: typer.Context) -> None:
     """Run the training pipeline on the latest ingested manifest."""
-    run_training(None, load_settings())
+    run_training(None, settings_of(ctx))
 
 
 @app.command()
 def demo(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option(help="Folder to run the demo on.")] = DEMO_DATA,
 ) -> None:
     """The whole training pipeline on the bundled real sample (no servers needed)."""
-    run_training(data, load_settings())
+    run_training(data, settings_of(ctx))
 
 
 @app.command()
-def deploy() -> None:
+def deploy(ctx: typer.Context) -> None:
     """Register the flows' deployments and schedules on the Prefect server at PREFECT_API_URL."""
-    settings = load_settings()
-    configure_runtime(settings)
     from prefect.settings import PREFECT_API_URL
 
+    settings = settings_of(ctx)
     if not PREFECT_API_URL.value():
-        raise _fail("set PREFECT_API_URL to your Prefect server (e.g. http://127.0.0.1:4200/api)")
+        raise output.fail(
+            "set PREFECT_API_URL to your Prefect server (e.g. http://127.0.0.1:4200/api)"
+        )
     from flows.deployments import deploy_all
 
     for name, deployment_id in deploy_all(settings).items():
@@ -200,171 +176,141 @@ def deploy() -> None:
     typer.echo(f"start a worker: prefect worker start --pool {settings.work_pool}")
 
 
-def run_predict(source: str, out: Path | None, settings: Settings) -> Path:
-    configure_runtime(settings)
-    from pipeline import registry
-    from pipeline.monitoring import append_inference_log, load_champion, predict_batch, read_images
+def predict_and_print(source: str, out: Path | None, settings: Settings) -> None:
+    from pipeline.adapters.backends import open_store
+    from pipeline.adapters.registry import Registry, RegistryError
+    from pipeline.adapters.storage import StorageError
+    from pipeline.monitor.steps import predict_source
 
-    registry.configure(settings.tracking_uri(), settings.experiment, settings.artifacts_dir)
-    store = open_store(settings)
-    try:
-        champion = load_champion(settings.home / "cache" / "champions")
-        items = read_images(source, store)
-    except (registry.RegistryError, FileNotFoundError, StorageError) as exc:
-        raise _fail(str(exc)) from None
-    predictions, rejected = predict_batch(champion, items, settings.ingest.max_pixels)
-    log_key = append_inference_log(store, predictions)
-    out = out or settings.reports_dir / "predictions" / f"{time.strftime('%Y%m%dT%H%M%S')}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    columns = ["image", "probability", "label", "threshold", "model_name", "model_version"]
-    predictions[columns].to_csv(out, index=False)
-    typer.echo(f"{champion.name} v{champion.version} (champion) scored {len(predictions)} images")
-    for row in rejected.itertuples():
-        typer.echo(f"  skipped {row.image}: {row.issue}")
-    typer.echo(f"predictions: {out}")
-    typer.echo(f"inference log: {store.uri(log_key) if log_key else 'nothing logged'}")
-    return out
+    with reported(RegistryError, FileNotFoundError, StorageError):
+        batch = predict_source(
+            source, open_store(settings), Registry.from_settings(settings), settings, out
+        )
+    output.print_predictions(batch)
 
 
 @app.command()
 def predict(
+    ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="Folder or file, else an object-store prefix.")],
     out: Annotated[Path | None, typer.Option(help="CSV to write.")] = None,
 ) -> None:
     """Score images with pneumonia-resnet@champion and append them to the inference log."""
-    run_predict(source, out, load_settings())
+    predict_and_print(source, out, settings_of(ctx))
 
 
-def run_drift(settings: Settings, retrain: bool, last: int | None, days: int | None) -> dict:
-    configure_runtime(settings)
+def drift_and_print(settings: Settings, retrain: bool, last: int | None, days: int | None) -> None:
     from flows.monitoring import drift_check
-    from pipeline import registry
+    from pipeline.adapters.registry import RegistryError
 
-    try:
+    with reported(RegistryError):
         summary = drift_check(trigger="direct" if retrain else "none", last_n=last, days=days)
-    except registry.RegistryError as exc:
-        raise _fail(str(exc)) from None
-    typer.echo(
-        f"{summary['current_rows']} current vs {summary['reference_rows']} reference rows; "
-        f"drifted: {', '.join(summary['drifted_columns']) or 'none'}"
-    )
-    if isinstance(summary.get("retrain"), dict):
-        print_training(summary["retrain"], settings)
-    typer.echo(f"{summary['status']} (report: {summary.get('report_uri', 'none')})")
-    return summary
+    output.print_drift(summary, settings)
 
 
 @app.command()
 def drift(
+    ctx: typer.Context,
     last: Annotated[int | None, typer.Option(help="Compare the newest N predictions.")] = None,
     days: Annotated[int | None, typer.Option(help="Only predictions of the last D days.")] = None,
     retrain: Annotated[bool, typer.Option(help="Retrain the champion on drift.")] = True,
 ) -> None:
     """Evidently drift check of the champion's recent predictions against its training images."""
-    run_drift(load_settings(), retrain, last, days)
+    drift_and_print(settings_of(ctx), retrain, last, days)
 
 
 @app.command()
 def retrain(
+    ctx: typer.Context,
     reason: Annotated[str, typer.Option(help="Recorded on the new version.")] = "manual",
     labeled: Annotated[
         Path | None, typer.Option(help="Newly labelled images, Kaggle layout.")
     ] = None,
 ) -> None:
     """Fine-tune the champion (plus new labels), gate it and register it."""
-    settings = load_settings()
-    configure_runtime(settings)
     from flows.monitoring import retrain_champion
+    from pipeline.adapters.registry import RegistryError
 
-    summary = retrain_champion(reason=reason, labeled_path=str(labeled) if labeled else None)
-    print_training(summary, settings)
+    with reported(RegistryError):
+        summary = retrain_champion(reason=reason, labeled_path=str(labeled) if labeled else None)
+    output.print_training(summary, settings_of(ctx))
+
+
+def simulate(kind: DriftKind, out: Path, source: Path) -> int:
+    from pipeline.monitor.simulate import simulate_batch
+
+    with reported(FileNotFoundError, FileExistsError):
+        return simulate_batch(source, out, kind)
 
 
 @app.command("simulate-drift")
 def simulate_drift(
-    kind: Annotated[str, typer.Option(help="none, contrast, blur, noise or brightness.")],
+    kind: Annotated[DriftKind, typer.Option(help="The acquisition change to apply.")],
     out: Annotated[Path, typer.Option(help="Empty folder for the shifted images.")],
     source: Annotated[Path, typer.Option(help="Images to shift.")] = DEMO_DATA / "test",
 ) -> None:
     """Write shifted copies of real X-rays (default: the bundled sample's test split)."""
-    from pipeline.simulate import simulate_batch
-
-    if kind not in ("none", "contrast", "blur", "noise", "brightness"):
-        raise _fail(f"--kind {kind!r}: expected none, contrast, blur, noise or brightness")
-    try:
-        count = simulate_batch(source, out, kind)  # type: ignore[arg-type]
-    except (FileNotFoundError, FileExistsError) as exc:
-        raise _fail(str(exc)) from None
-    typer.echo(f"wrote {count} {kind} images to {out}")
+    typer.echo(f"wrote {simulate(kind, out, source)} {kind} images to {out}")
 
 
 @app.command("demo-drift")
 def demo_drift(
+    ctx: typer.Context,
     work: Annotated[Path | None, typer.Option(help="Folder for the simulated batches.")] = None,
 ) -> None:
     """After `pneumo demo`: an unshifted batch (no drift), then a washed-out one (drift)."""
-    settings = load_settings()
+    settings = settings_of(ctx)
     work = work or settings.home / "demo-drift"
-    source = DEMO_DATA / "test"
     for kind, retrain_on_drift in (("none", False), ("contrast", True)):
         batch = work / f"{kind}-{time.strftime('%Y%m%dT%H%M%S')}"
-        simulate_drift(kind=kind, out=batch, source=source)
-        simulate_drift(kind=kind, out=batch / "val", source=DEMO_DATA / "val")
-        run_predict(str(batch), None, settings)
-        run_drift(settings, retrain_on_drift, sum(1 for _ in batch.rglob("*.jpeg")), None)
+        count = simulate(kind, batch, DEMO_DATA / "test")
+        count += simulate(kind, batch / "val", DEMO_DATA / "val")
+        typer.echo(f"wrote {count} {kind} images to {batch}")
+        predict_and_print(str(batch), None, settings)
+        drift_and_print(settings, retrain_on_drift, count, None)
 
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
 ) -> None:
     """HTTP prediction service for pneumonia-resnet@champion (OpenAPI docs at /docs)."""
-    settings = load_settings()
-    configure_runtime(settings)
     import uvicorn
 
     from flows.service import create_app
-    from pipeline import registry
 
-    registry.configure(settings.tracking_uri(), settings.experiment, settings.artifacts_dir)
-    uvicorn.run(create_app(settings), host=host, port=port)
-
-
-def _registry(settings: Settings):
-    from pipeline import registry
-
-    registry.configure(settings.tracking_uri(), settings.experiment, settings.artifacts_dir)
-    return registry
+    uvicorn.run(create_app(settings_of(ctx)), host=host, port=port)
 
 
 @app.command()
 def promote(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="pneumonia-resnet or pneumonia-cnn")],
     version: Annotated[str, typer.Argument()],
     reason: Annotated[str, typer.Option(help="Why; recorded on the version.")],
     force: Annotated[bool, typer.Option(help="Promote even if its gate failed.")] = False,
 ) -> None:
     """Move the champion alias to VERSION of MODEL by hand."""
-    registry = _registry(load_settings())
-    try:
-        registry.promote(model, version, reason, force=force)
-    except registry.RegistryError as exc:
-        raise _fail(str(exc)) from None
+    from pipeline.adapters.registry import Registry, RegistryError
+
+    with reported(RegistryError):
+        Registry.from_settings(settings_of(ctx)).promote(model, version, reason, force=force)
     typer.echo(f"{model}: champion -> version {version}")
 
 
 @app.command()
 def rollback(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="pneumonia-resnet or pneumonia-cnn")],
     reason: Annotated[str, typer.Option(help="Why; recorded on the version.")],
 ) -> None:
     """Move the champion alias back to the version it replaced."""
-    registry = _registry(load_settings())
-    try:
-        previous = registry.rollback(model, reason)
-    except registry.RegistryError as exc:
-        raise _fail(str(exc)) from None
+    from pipeline.adapters.registry import Registry, RegistryError
+
+    with reported(RegistryError):
+        previous = Registry.from_settings(settings_of(ctx)).rollback(model, reason)
     typer.echo(f"{model}: champion -> version {previous}")
 
 

@@ -7,44 +7,28 @@ the `pneumo.drift.detected` event that the retrain deployment's trigger listens 
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
+from typing import Literal
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
-from flows.training import IO, gate_and_register, prepare_run, timed
-from pipeline import registry
-from pipeline.dataset import LabeledSummary, add_labeled
-from pipeline.drift import DRIFT
-from pipeline.monitoring import MONITORED_MODEL, DriftCheck, run_drift_check
-from pipeline.report import summarise
+from flows.tasks import (
+    PreparedRun,
+    drift_task,
+    evaluate_gate_register,
+    labeled_task,
+    prepare_run,
+    timed,
+    warm_start_task,
+)
+from pipeline.monitor.champion import MONITORED_MODEL
+from pipeline.monitor.drift import DRIFT
 from pipeline.settings import Settings
-from pipeline.storage import open_store
-from pipeline.training import PreparedData, TrainedModel, fine_tune
+from pipeline.train.candidate import summarise
 
 DRIFT_EVENT = "pneumo.drift.detected"
-
-
-@task(name="drift-check", **IO)
-def drift_task(settings: Settings) -> DriftCheck:
-    return run_drift_check(open_store(settings), settings)
-
-
-@task(name="add-labeled", **IO)
-def labeled_task(path: str, settings: Settings) -> LabeledSummary:
-    return add_labeled(Path(path), open_store(settings), settings)
-
-
-@task(name="warm-start", **IO)
-def warm_start_task(data: PreparedData, settings: Settings) -> tuple[TrainedModel, str]:
-    current = registry.champion_version(MONITORED_MODEL)
-    if current is None:
-        raise registry.RegistryError(f"{MONITORED_MODEL} has no champion to retrain")
-    version = str(current.version)
-    model = registry.load_version(MONITORED_MODEL, version)
-    source = f"{MONITORED_MODEL} v{version}"
-    return fine_tune(model, source, data, settings.training, settings.retrain_epochs), version
 
 
 @flow(name="retrain-champion", log_prints=True)
@@ -55,20 +39,25 @@ def retrain_champion(
     settings = Settings()
     timings: dict[str, float] = {}
     if labeled_path:
-        labeled = timed(timings, "add_labeled", labeled_task, labeled_path, settings)
+        with timed(timings, "add_labeled"):
+            labeled = labeled_task(labeled_path, settings)
         get_run_logger().info(
             "added %d labelled images (%d left out)", labeled.added, len(labeled.left_out)
         )
-    data, context = prepare_run(settings, timings, None)
+    run = prepare_run(settings, timings, None)
     phase: dict[str, float] = {}
-    trained, version = timed(phase, "train", warm_start_task, data, settings)
-    context["provenance"] |= {
-        "retrain_reason": reason,
-        "drift_report_uri": drift_report.removeprefix(f"{DRIFT_EVENT}:") or "none",
-        "warm_start_from": version,
-    }
-    outcome = gate_and_register(trained, data, settings, context, phase)
-    summary = summarise([outcome], context["provenance"], timings, settings, context["run_dir"])
+    with timed(phase, "train"):
+        trained, version = warm_start_task(run.data, settings)
+    context = dataclasses.replace(
+        run.context,
+        extra_tags={
+            "retrain_reason": reason,
+            "drift_report_uri": drift_report.removeprefix(f"{DRIFT_EVENT}:") or "none",
+            "warm_start_from": version,
+        },
+    )
+    outcome = evaluate_gate_register(trained, PreparedRun(run.data, context), settings, phase)
+    summary = summarise([outcome], context.provenance, timings, settings, context.run_dir)
     create_markdown_artifact(
         key="retrain-summary", markdown=summary["markdown"], description="retrain-champion"
     )
@@ -77,7 +66,9 @@ def retrain_champion(
 
 @flow(name="drift-check", log_prints=True)
 def drift_check(
-    trigger: str = "direct", last_n: int | None = None, days: int | None = None
+    trigger: Literal["direct", "event", "none"] = "direct",
+    last_n: int | None = None,
+    days: int | None = None,
 ) -> dict:
     """Check drift; on drift retrain directly (`direct`), emit the drift event (`event`, for a
     server's automation) or only report (`none`). `last_n`/`days` override the window."""

@@ -1,6 +1,8 @@
 """HTTP prediction service for the ResNet champion (FastAPI): `pneumo serve`.
 
-Routes map to pipeline.serving functions; this module holds no model logic.
+Routes map to pipeline.serve functions; this module holds no model logic. What the routes share
+(settings, the champion holder, the log writer, the model lock) is one `ServiceState` on the app,
+reached through FastAPI dependencies.
 """
 
 from __future__ import annotations
@@ -9,135 +11,159 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from pipeline.monitoring import MONITORED_MODEL, Champion, load_champion
-from pipeline.registry import champion_version
-from pipeline.serving import (
-    BadImageError,
-    ChampionHolder,
-    InferenceLogWriter,
-    check_upload,
-    explain_upload,
-    predict_uploads,
-)
+from pipeline.adapters.backends import open_store
+from pipeline.adapters.registry import CHAMPION, Registry
+from pipeline.monitor.champion import MONITORED_MODEL, Champion, load_champion
+from pipeline.serve.background import ChampionHolder, InferenceLogWriter
+from pipeline.serve.handlers import BadImageError, check_upload, explain_upload, predict_uploads
 from pipeline.settings import Settings
-from pipeline.storage import open_store
 
 
-def default_holder(settings: Settings) -> ChampionHolder:
+@dataclass
+class ServiceState:
+    settings: Settings
+    holder: ChampionHolder
+    writer: InferenceLogWriter
+    # One model call at a time: Keras models are not safe to call from many threads at once.
+    model_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_champion(state: State) -> Champion:
+    """The champion serving now; 503 while none is loaded."""
+    champion = state.holder.current
+    if champion is None:
+        raise HTTPException(
+            503, detail=f"no model loaded: {state.holder.last_error or 'no champion yet'}"
+        )
+    return champion
+
+
+Serving = Annotated[Champion, Depends(get_champion)]
+router = APIRouter()
+
+
+async def read_checked(upload: UploadFile, settings: Settings) -> tuple[str, bytes]:
+    data = await upload.read(settings.serve_max_upload_bytes + 1)
+    name = upload.filename or "upload"
+    check_upload(name, data, settings.serve_max_upload_bytes, settings.ingest.max_pixels)
+    return name, data
+
+
+@router.get("/health")
+async def health(state: State) -> JSONResponse:
+    champion = state.holder.current
+    if champion is None:
+        return JSONResponse(
+            {"status": "not ready", "error": state.holder.last_error}, status_code=503
+        )
+    return JSONResponse({"status": "ready", "model": champion.name, "version": champion.version})
+
+
+@router.get("/model")
+async def model(champion: Serving) -> dict:
+    return {**champion.info, "alias": CHAMPION, "threshold": champion.threshold}
+
+
+@router.post("/predict")
+async def predict(
+    state: State,
+    file: Annotated[UploadFile | None, File(description="one JPEG/PNG image")] = None,
+    files: Annotated[list[UploadFile] | None, File(description="several images")] = None,
+) -> dict:
+    settings = state.settings
+    uploads = ([file] if file else []) + (files or [])
+    if not uploads:
+        raise HTTPException(422, detail="send an image in the multipart field 'file' or 'files'")
+    if len(uploads) > settings.serve_max_batch:
+        raise HTTPException(
+            413, detail=f"{len(uploads)} images, over the limit of {settings.serve_max_batch}"
+        )
+    items = [await read_checked(upload, settings) for upload in uploads]
+    champion = get_champion(state)
+    async with state.model_lock:
+        predictions, bodies = await asyncio.to_thread(
+            predict_uploads, champion, items, settings.ingest.max_pixels
+        )
+    state.writer.submit(predictions)
+    return {"predictions": bodies}
+
+
+@router.post("/explain", responses={200: {"content": {"image/png": {}}}})
+async def explain(
+    state: State,
+    file: Annotated[UploadFile, File(description="one JPEG/PNG image")],
+    raw: Annotated[bool, Query(description="the heatmap values as JSON instead")] = False,
+) -> Response:
+    name, data = await read_checked(file, state.settings)
+    champion = get_champion(state)
+    async with state.model_lock:
+        png, heatmap = await asyncio.to_thread(explain_upload, champion, data)
+    if raw:
+        return JSONResponse(
+            {"image": name, "version": champion.version, "heatmap": heatmap.round(4).tolist()}
+        )
+    return Response(png, media_type="image/png", headers={"X-Model-Version": champion.version})
+
+
+async def bad_image(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BadImageError)
+    return JSONResponse({"error": exc.reason, "image": exc.name}, status_code=exc.status)
+
+
+def champion_holder(registry: Registry, settings: Settings) -> ChampionHolder:
+    """A holder that follows `pneumonia-resnet@champion` in `registry`."""
+
     def resolve() -> str | None:
-        found = champion_version(MONITORED_MODEL)
+        found = registry.champion_version(MONITORED_MODEL)
         return str(found.version) if found is not None else None
 
-    return ChampionHolder(
-        load=lambda: load_champion(settings.home / "cache" / "serving"), resolve_version=resolve
-    )
+    cache = settings.home / "cache" / "serving"
+    return ChampionHolder(load=lambda: load_champion(registry, cache), resolve_version=resolve)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load the champion, then poll its alias and write the log in background threads."""
+    state: ServiceState = app.state.service
+    await asyncio.to_thread(state.holder.refresh)
+    threads = [
+        threading.Thread(
+            target=state.holder.poll,
+            args=(state.settings.serve_poll_seconds, state.stop),
+            daemon=True,
+        ),
+        threading.Thread(target=state.writer.run, args=(state.stop,), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    yield
+    state.stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
 
 
 def create_app(settings: Settings, holder: ChampionHolder | None = None) -> FastAPI:
-    holder = holder or default_holder(settings)
-    writer = InferenceLogWriter(open_store(settings))
-    stop = threading.Event()
-    # One model call at a time: Keras models are not safe to call from many threads at once.
-    model_lock = asyncio.Lock()
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(holder.refresh)
-        threads = [
-            threading.Thread(
-                target=holder.poll, args=(settings.serve_poll_seconds, stop), daemon=True
-            ),
-            threading.Thread(target=writer.run, args=(stop,), daemon=True),
-        ]
-        for thread in threads:
-            thread.start()
-        yield
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
-
+    holder = holder or champion_holder(Registry.from_settings(settings), settings)
     app = FastAPI(
         title="pneumo-ops prediction service",
         description="Pneumonia probability for chest X-rays from the pneumonia-resnet champion.",
         lifespan=lifespan,
     )
-    app.state.holder, app.state.writer = holder, writer
-
-    def serving() -> Champion:
-        champion = holder.current
-        if champion is None:
-            raise HTTPException(
-                503, detail=f"no model loaded: {holder.last_error or 'no champion yet'}"
-            )
-        return champion
-
-    async def read_checked(upload: UploadFile) -> tuple[str, bytes]:
-        data = await upload.read(settings.serve_max_upload_bytes + 1)
-        name = upload.filename or "upload"
-        check_upload(name, data, settings.serve_max_upload_bytes, settings.ingest.max_pixels)
-        return name, data
-
-    @app.exception_handler(BadImageError)
-    async def bad_image(_: Request, exc: BadImageError) -> JSONResponse:
-        return JSONResponse({"error": exc.reason, "image": exc.name}, status_code=exc.status)
-
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        champion = holder.current
-        if champion is None:
-            return JSONResponse(
-                {"status": "not ready", "error": holder.last_error}, status_code=503
-            )
-        return JSONResponse(
-            {"status": "ready", "model": champion.name, "version": champion.version}
-        )
-
-    @app.get("/model")
-    async def model() -> dict:
-        champion = serving()
-        return {**champion.info, "alias": "champion", "threshold": champion.threshold}
-
-    @app.post("/predict")
-    async def predict(
-        file: Annotated[UploadFile | None, File(description="one JPEG/PNG image")] = None,
-        files: Annotated[list[UploadFile] | None, File(description="several images")] = None,
-    ) -> dict:
-        uploads = ([file] if file else []) + (files or [])
-        if not uploads:
-            raise HTTPException(
-                422, detail="send an image in the multipart field 'file' or 'files'"
-            )
-        if len(uploads) > settings.serve_max_batch:
-            raise HTTPException(
-                413, detail=f"{len(uploads)} images, over the limit of {settings.serve_max_batch}"
-            )
-        items = [await read_checked(upload) for upload in uploads]
-        champion = serving()
-        async with model_lock:
-            predictions, bodies = await asyncio.to_thread(
-                predict_uploads, champion, items, settings.ingest.max_pixels
-            )
-        writer.submit(predictions)
-        return {"predictions": bodies}
-
-    @app.post("/explain", responses={200: {"content": {"image/png": {}}}})
-    async def explain(
-        file: Annotated[UploadFile, File(description="one JPEG/PNG image")],
-        raw: Annotated[bool, Query(description="the heatmap values as JSON instead")] = False,
-    ) -> Response:
-        name, data = await read_checked(file)
-        champion = serving()
-        async with model_lock:
-            png, heatmap = await asyncio.to_thread(explain_upload, champion, data)
-        if raw:
-            return JSONResponse(
-                {"image": name, "version": champion.version, "heatmap": heatmap.round(4).tolist()}
-            )
-        return Response(png, media_type="image/png", headers={"X-Model-Version": champion.version})
-
+    app.state.service = ServiceState(settings, holder, InferenceLogWriter(open_store(settings)))
+    app.include_router(router)
+    app.add_exception_handler(BadImageError, bad_image)
     return app

@@ -61,7 +61,7 @@ class AugmentConfig(BaseModel):
 
 
 class TrainConfig(BaseModel):
-    """Model and training sizes; `profile_defaults` gives the two named profiles."""
+    """Model and training sizes; `PROFILES` holds the named profiles' defaults."""
 
     image_size: int = Field(128, ge=32)
     batch_size: int = Field(16, ge=1)
@@ -97,6 +97,18 @@ PROFILES: dict[str, dict] = {
         "resnet_unfreeze_layers": 40,
         "patience": 5,
         "resnet_weights_fallback": False,
+    },
+    # Test sizes: both models train in seconds on a few dozen images, so the whole flow can be
+    # exercised end to end (tests, smoke runs: `pneumo --profile tiny demo`). Random ResNet
+    # weights, so it needs no download; the quality numbers mean nothing.
+    "tiny": {
+        "image_size": 32,
+        "batch_size": 8,
+        "cnn_epochs": 1,
+        "resnet_head_epochs": 1,
+        "resnet_finetune_epochs": 0,
+        "resnet_weights": "none",
+        "patience": 1,
     },
 }
 
@@ -149,7 +161,7 @@ class Settings(BaseSettings):
     ingest: IngestConfig = IngestConfig()
     split: SplitConfig = SplitConfig()
     validation: ValidationConfig = ValidationConfig()
-    profile: Literal["cpu-small", "full"] = "cpu-small"
+    profile: Literal["cpu-small", "full", "tiny"] = "cpu-small"
     train: TrainConfig | None = Field(None, description="overrides on top of the profile")
     threshold: ThresholdConfig = ThresholdConfig()
     gates: GateConfig = GateConfig()

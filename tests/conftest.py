@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline.adapters.storage import LocalStore
 from pipeline.settings import Settings
-from pipeline.storage import LocalStore
+from tests import processes
 
 # Before any test imports Prefect, Keras or MLflow: keep their state out of the user's home.
 _STATE = Path(tempfile.mkdtemp(prefix="pneumo-tests-"))
@@ -33,15 +34,24 @@ SAMPLE = REPO / "data" / "sample"
 SHARED_DATA = Path(os.environ.get("PNEUMO_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
-# Training settings that make a flow run take seconds: 32 px, one epoch, random ResNet weights.
+# A flow run in seconds: the `tiny` profile (32 px, one epoch, random ResNet weights), and data
+# settings that suit the tiny subset.
 FAST_TRAINING = {
-    "PNEUMO_TRAIN__IMAGE_SIZE": "32",
-    "PNEUMO_TRAIN__BATCH_SIZE": "8",
-    "PNEUMO_TRAIN__RESNET_WEIGHTS": "none",
-    "PNEUMO_TRAIN__RESNET_FINETUNE_EPOCHS": "0",
+    "PNEUMO_PROFILE": "tiny",
     "PNEUMO_VALIDATION__MIN_ROWS": "10",
     "PNEUMO_SPLIT__VAL_FRACTION": "0.2",
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """Fail the run if any process the suite started outlives it (then end those processes)."""
+    yield
+    alive = processes.leftovers()
+    processes.kill_leftovers()
+    problems = processes.PROBLEMS + [f"still running at the end: {name}" for name in alive]
+    if alive:
+        pytest.fail("processes started by the tests were left behind: " + "; ".join(problems))
 
 
 # Gates that any model passes: for tests about what happens after a pass.

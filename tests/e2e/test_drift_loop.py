@@ -6,112 +6,88 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import registry
-from tests.conftest import FAST_TRAINING, OPEN_GATES, tiny_subset
+from tests.e2e.conftest import Trained, champion_of
 
 pytestmark = pytest.mark.slow
+RESNET = "pneumonia-resnet"
 
 
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory):
-    """A trained champion, then an unshifted and a washed-out batch through predict + drift."""
-    from prefect.testing.utilities import prefect_test_harness
-
+def loop(trained: Trained, registry):
+    """The champion scores an unshifted and a washed-out batch; drift is checked after each."""
     from flows.monitoring import drift_check
-    from flows.training import training_pipeline
-    from pipeline.monitoring import append_inference_log, load_champion, predict_batch, read_images
+    from pipeline.adapters.backends import open_store
+    from pipeline.monitor.batch import predict_batch, read_images
+    from pipeline.monitor.champion import load_champion
+    from pipeline.monitor.inference_log import append_inference_log
+    from pipeline.monitor.simulate import simulate_batch
     from pipeline.settings import Settings
-    from pipeline.simulate import simulate_batch
-    from pipeline.storage import open_store
 
-    tmp = tmp_path_factory.mktemp("drift")
-    data = tiny_subset(tmp / "chest_xray")
     with pytest.MonkeyPatch.context() as env:
         for key, value in {
-            **FAST_TRAINING,
-            **OPEN_GATES,
-            "PNEUMO_HOME": str(tmp / "home"),
-            "PNEUMO_TRAIN__CNN_EPOCHS": "1",
-            "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "1",
+            **trained.env,
             "PNEUMO_DRIFT__MIN_CURRENT": "10",
             "PNEUMO_RETRAIN_EPOCHS": "1",
         }.items():
             env.setenv(key, value)
+        settings = Settings()
+        store = open_store(settings)
+        champion = load_champion(registry, settings.home / "cache" / "drift-loop")
         results = {}
-        with prefect_test_harness(server_startup_timeout=120):
-            training_pipeline(data_path=str(data), models=("resnet",))
-            settings = Settings()
-            store = open_store(settings)
-            champion = load_champion(settings.home / "cache")
-            for kind, trigger in (("none", "none"), ("contrast", "direct")):
-                batch = tmp / kind
-                count = simulate_batch(data / "test", batch, kind) + simulate_batch(
-                    data / "val", batch / "val", kind
-                )
-                predictions, _ = predict_batch(
-                    champion, read_images(str(batch), store), settings.ingest.max_pixels
-                )
-                append_inference_log(store, predictions)
-                results[kind] = drift_check(trigger=trigger, last_n=count)
-            results["insufficient"] = drift_check(trigger="direct", last_n=5)
-            yield tmp / "home", results, env
+        work = trained.home.parent / "drift-loop"
+        for kind, trigger in (("none", "none"), ("contrast", "direct")):
+            batch = work / kind
+            count = simulate_batch(trained.data / "test", batch, kind) + simulate_batch(
+                trained.data / "val", batch / "val", kind
+            )
+            predictions, _ = predict_batch(
+                champion, read_images(str(batch), store), settings.ingest.max_pixels
+            )
+            append_inference_log(store, predictions)
+            results[kind] = drift_check(trigger=trigger, last_n=count)
+        results["insufficient"] = drift_check(trigger="direct", last_n=5)
+    return champion.version, results
 
 
 def test_unshifted_batch_shows_no_drift(loop) -> None:
-    _, results, _ = loop
+    _, results = loop
     assert results["none"]["status"] == "no drift"
     assert results["none"]["current_rows"] == 18 and "retrain" not in results["none"]
 
 
-def test_washed_out_batch_drifts_and_retrains_a_new_version(loop) -> None:
-    import mlflow
-
-    from pipeline.settings import Settings
-
-    home, results, _ = loop
+def test_washed_out_batch_drifts_and_retrains_a_new_version(loop, registry) -> None:
+    scored_by, results = loop
     drift = results["contrast"]
-    assert drift["status"] == "drift detected"
+    assert drift["status"] == "drift detected" and drift["model_version"] == scored_by
     assert {"contrast", "p05", "p95"} <= set(drift["drifted_columns"])
-    assert (
-        Path(drift["report_uri"]).is_file() and Path(drift["report_uri"]).stat().st_size > 100_000
-    )
+    report = Path(drift["report_uri"])
+    assert report.is_file() and report.stat().st_size > 100_000
     retrained = drift["retrain"]["models"]["resnet"]
-    assert retrained["version"] == "2"
-    registry.configure(Settings(home=home).tracking_uri(), "pneumo-training", None)
-    tags = mlflow.MlflowClient().get_model_version("pneumonia-resnet", "2").tags
+    assert int(retrained["version"]) > int(scored_by)
+    tags = registry.client.get_model_version(RESNET, retrained["version"]).tags
     assert tags["drift_report_uri"] == drift["report_uri"]
-    assert tags["retrain_reason"].startswith("drift in ") and tags["warm_start_from"] == "1"
-    assert tags["weights_source"] == "warm start from pneumonia-resnet v1"
-    run_id = mlflow.MlflowClient().get_model_version_by_alias("pneumonia-resnet", "champion").run_id
-    reports = {
-        a.path
-        for a in mlflow.MlflowClient().list_artifacts(
-            mlflow.MlflowClient().get_model_version("pneumonia-resnet", "1").run_id, "drift"
-        )
-    }
-    assert any(p.endswith(".html") for p in reports) and run_id
+    assert tags["retrain_reason"].startswith("drift in ") and tags["warm_start_from"] == scored_by
+    assert tags["weights_source"] == f"warm start from {RESNET} v{scored_by}"
+    scored_run = registry.client.get_model_version(RESNET, scored_by).run_id
+    reports = {a.path for a in registry.client.list_artifacts(scored_run, "drift")}
+    assert any(p.endswith(".html") for p in reports) and any(p.endswith(".json") for p in reports)
 
 
 def test_too_few_predictions_is_insufficient_data(loop) -> None:
-    _, results, _ = loop
+    _, results = loop
     assert results["insufficient"]["status"] == "insufficient data"
-    assert "report_uri" not in results["insufficient"]
+    assert "report_uri" not in results["insufficient"] and "retrain" not in results["insufficient"]
 
 
-def test_worse_retrained_model_does_not_take_the_champion_alias(loop, monkeypatch) -> None:
-    import mlflow
-    from prefect.testing.utilities import prefect_test_harness
-
-    import flows.monitoring
+def test_worse_retrained_model_does_not_take_the_champion_alias(
+    trained_env, registry, monkeypatch
+) -> None:
+    import pipeline.train.steps
     from flows.monitoring import retrain_champion
-    from pipeline.models import build_resnet
-    from pipeline.settings import Settings
-    from pipeline.training import TrainedModel
+    from pipeline.train.fit import TrainedModel
+    from pipeline.train.models import build_resnet
 
-    home, _, _ = loop
-    registry.configure(Settings(home=home).tracking_uri(), "pneumo-training", None)
-    client = mlflow.MlflowClient()
-    before = str(client.get_model_version_by_alias("pneumonia-resnet", "champion").version)
+    before = champion_of(registry, RESNET)
 
     def prior_only(model, source, data, cfg, epochs):  # a zero-kernel head: AUC exactly 0.5
         size = int(model.inputs[0].shape[1])
@@ -120,14 +96,11 @@ def test_worse_retrained_model_does_not_take_the_champion_alias(loop, monkeypatc
         )
         return TrainedModel("resnet", worse, weights_source=f"warm start from {source}")
 
-    monkeypatch.setattr(flows.monitoring, "fine_tune", prior_only)
+    monkeypatch.setattr(pipeline.train.steps, "fine_tune", prior_only)
     monkeypatch.setenv("PNEUMO_GATES__MIN_AUC", "0.51")
-    with prefect_test_harness(server_startup_timeout=120):
-        summary = retrain_champion(reason="test: worse model")
+    summary = retrain_champion(reason="test: worse model")
     result = summary["models"]["resnet"]
     assert result["metrics"]["roc_auc"] == pytest.approx(0.5) and not result["gate_passed"]
-    assert str(client.get_model_version_by_alias("pneumonia-resnet", "champion").version) == before
-    assert (
-        str(client.get_model_version_by_alias("pneumonia-resnet", "challenger").version)
-        == result["version"]
-    )
+    assert champion_of(registry, RESNET) == before
+    challenger = registry.client.get_model_version_by_alias(RESNET, "challenger")
+    assert str(challenger.version) == result["version"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import FAST_TRAINING, OPEN_GATES, SAMPLE, tiny_subset
+from tests.conftest import SAMPLE
+from tests.e2e.conftest import Trained, champion_of
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -22,75 +24,60 @@ IMAGES = (
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """Two registered ResNet versions (champion: 2) in a fresh state directory."""
-    from prefect.testing.utilities import prefect_test_harness
+def client(trained: Trained):
+    from fastapi.testclient import TestClient
 
-    from flows.training import training_pipeline
+    from flows.service import create_app
+    from pipeline.settings import Settings
 
-    tmp = tmp_path_factory.mktemp("service")
     with pytest.MonkeyPatch.context() as env:
         for key, value in {
-            **FAST_TRAINING,
-            **OPEN_GATES,
-            "PNEUMO_HOME": str(tmp / "home"),
-            "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "1",
+            **trained.env,
             "PNEUMO_SERVE_POLL_SECONDS": "0.5",
             "PNEUMO_SERVE_MAX_UPLOAD_BYTES": "3000000",
         }.items():
             env.setenv(key, value)
-        data = tiny_subset(tmp / "chest_xray")
-        with prefect_test_harness(server_startup_timeout=120):
-            for _ in range(2):
-                training_pipeline(data_path=str(data), models=("resnet",))
-        yield tmp / "home"
+        with TestClient(create_app(Settings())) as test_client:
+            yield test_client
 
 
-@pytest.fixture(scope="module")
-def client(trained):
-    from fastapi.testclient import TestClient
-
-    from flows.service import create_app
-    from pipeline import registry
-    from pipeline.settings import Settings
-
-    settings = Settings()
-    registry.configure(settings.tracking_uri(), settings.experiment, settings.artifacts_dir)
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
+def state(client):
+    return client.app.state.service
 
 
 def upload(path: Path, field: str = "file") -> dict:
     return {field: (path.name, path.read_bytes(), "image/jpeg")}
 
 
-def test_health_and_model_describe_the_champion(client) -> None:
+def test_health_and_model_describe_the_champion(client, registry) -> None:
+    serving = state(client).holder.current.version
     assert client.get("/health").json() == {
         "status": "ready",
         "model": "pneumonia-resnet",
-        "version": "2",
+        "version": serving,
     }
     model = client.get("/model").json()
-    assert model["version"] == "2" and model["alias"] == "champion"
-    assert model["weights_source"].startswith("none") and len(model["manifest_id"]) == 16
-    assert 0 <= model["metrics"]["roc_auc"] <= 1 and model["threshold"] == pytest.approx(
-        float(model["threshold"])
-    )
+    tags = registry.client.get_model_version("pneumonia-resnet", serving).tags
+    assert model["version"] == serving and model["alias"] == "champion"
+    assert model["weights_source"] == tags["weights_source"] and len(model["manifest_id"]) == 16
+    assert 0 <= model["metrics"]["roc_auc"] <= 1
+    assert model["threshold"] == pytest.approx(float(tags["threshold"]))
     assert "/predict" in client.get("/openapi.json").json()["paths"]
 
 
 def test_predictions_match_batch_inference(client) -> None:
-    from pipeline.monitoring import predict_batch
+    from pipeline.monitor.batch import predict_batch
 
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in IMAGES]
     served = client.post("/predict", files=files).json()["predictions"]
-    champion = client.app.state.holder.current
+    champion = state(client).holder.current
     batch, _ = predict_batch(champion, [(p.name, p.read_bytes()) for p in IMAGES], 40_000_000)
     assert [s["image"] for s in served] == list(batch["image"])
     np.testing.assert_allclose([s["probability"] for s in served], batch["probability"], atol=1e-5)
     assert [s["label"] for s in served] == list(batch["label"])
     assert all(
-        s["version"] == "2" and s["alias"] == "champion" and s["latency_ms"] > 0 for s in served
+        s["version"] == champion.version and s["alias"] == "champion" and s["latency_ms"] > 0
+        for s in served
     )
     single = client.post("/predict", files=upload(IMAGES[0])).json()["predictions"]
     assert len(single) == 1 and single[0]["probability"] == pytest.approx(
@@ -146,43 +133,67 @@ def test_fifty_concurrent_requests_all_succeed(client) -> None:
 
 
 def test_every_prediction_reaches_the_inference_log(client) -> None:
-    from pipeline.features import FEATURE_COLUMNS
-    from pipeline.monitoring import read_inference_log
+    from pipeline.adapters.backends import open_store
+    from pipeline.monitor.drift_features import FEATURE_COLUMNS
+    from pipeline.monitor.inference_log import read_inference_log
     from pipeline.settings import Settings
-    from pipeline.storage import open_store
 
-    client.post("/predict", files=upload(IMAGES[1]))
-    deadline = time.time() + 20
-    while client.app.state.writer.pending.qsize() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.5)
-    log = read_inference_log(open_store(Settings()))
-    assert len(log) >= 1 + len(IMAGES) + 50
-    assert set(FEATURE_COLUMNS) <= set(log.columns) and set(log["model_version"]) >= {"2"}
-
-
-def test_an_alias_move_is_picked_up_without_restart(client) -> None:
-    from pipeline import registry
-
-    registry.move_champion("pneumonia-resnet", "1", "test: roll back")
-    deadline = time.time() + 30
-    while client.get("/health").json()["version"] != "1" and time.time() < deadline:
-        time.sleep(0.25)
-    assert client.get("/health").json()["version"] == "1"
-    assert (
-        client.post("/predict", files=upload(IMAGES[0])).json()["predictions"][0]["version"] == "1"
+    writer = state(client).writer
+    # Re-encoded, so its sha256 is this test's alone whatever else the log holds.
+    unique = io.BytesIO()
+    Image.open(IMAGES[1]).convert("L").save(unique, "JPEG", quality=77)
+    before = writer.written
+    sent = [
+        client.post("/predict", files={"file": ("unique.jpeg", unique.getvalue())}) for _ in "ab"
+    ]
+    assert [r.status_code for r in sent] == [200, 200]
+    wait_until(
+        lambda: (writer.written, list(writer.errors), writer.pending.qsize()),
+        lambda seen: seen[0] >= before + 2,
+        timeout=30,
+        what="the log writer to write both predictions",
+        describe=lambda seen: (
+            f"written {seen[0]} (before {before}), errors {seen[1]}, queued {seen[2]}"
+        ),
     )
+    log = read_inference_log(open_store(Settings(home=state(client).settings.home)))
+    mine = log[log["sha256"] == hashlib.sha256(unique.getvalue()).hexdigest()]
+    assert len(mine) == 2 and set(FEATURE_COLUMNS) <= set(log.columns)
+    assert set(mine["model_version"]) == {sent[0].json()["predictions"][0]["version"]}
+
+
+def test_an_alias_move_is_picked_up_without_restart(client, registry) -> None:
+    name = "pneumonia-resnet"
+    before = champion_of(registry, name)
+    current = registry.client.get_model_version(name, before)
+    # A second registered version of the same model: an alias move, not a training, is tested.
+    copy = registry.client.create_model_version(
+        name, current.source, current.run_id, tags=current.tags
+    )
+    moved = str(copy.version)
+    try:
+        registry.move_champion(name, moved, "test: alias move")
+        wait_until(
+            lambda: client.get("/health").json(),
+            lambda health: health.get("version") == moved,
+            timeout=30,
+            what=f"the service to load version {moved}",
+        )
+        prediction = client.post("/predict", files=upload(IMAGES[0])).json()["predictions"][0]
+        assert prediction["version"] == moved
+    finally:
+        registry.move_champion(name, before, "test: alias move undone", rollback=True)
 
 
 def test_no_model_means_503(trained) -> None:
     from fastapi.testclient import TestClient
 
     from flows.service import create_app
-    from pipeline.serving import ChampionHolder
+    from pipeline.serve.background import ChampionHolder
     from pipeline.settings import Settings
 
     empty = ChampionHolder(load=lambda: None, resolve_version=lambda: None)
-    with TestClient(create_app(Settings(), holder=empty)) as test_client:
+    with TestClient(create_app(Settings(home=trained.home), holder=empty)) as test_client:
         assert test_client.get("/health").status_code == 503
         response = test_client.post("/predict", files=upload(IMAGES[0]))
         assert response.status_code == 503 and "no model loaded" in response.json()["detail"]

@@ -1,7 +1,8 @@
 """Real local servers for integration tests: SeaweedFS (S3), MLflow, Prefect.
 
 Each starts on loopback and free ports, is polled until healthy, records how long that took, and
-is stopped by PID with SIGTERM. Credentials are generated per run: none is written in the code.
+is stopped by process group (SIGTERM, then SIGKILL). Credentials are generated per run: none is
+written in the code.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +18,9 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests import processes
+from tests.waiting import wait_until
 
 BIN = Path(sys.executable).parent
 
@@ -38,36 +41,41 @@ class Service:
     process: subprocess.Popen | None = None
     startup_seconds: float = 0.0
 
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
     def start(self, timeout: float = 120.0) -> Service:
-        log = (self.workdir / f"{self.name}.log").open("ab")
         started = time.perf_counter()
-        self.process = subprocess.Popen(
+        self.process = processes.start(
+            self.name,
             self.command,
-            cwd=self.workdir,
             env={**os.environ, **self.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            cwd=self.workdir,
+            log=self.log,
         )
-        while time.perf_counter() - started < timeout:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early; see {self.workdir / self.name}.log")
-            if healthy(self.health_url):
-                self.startup_seconds = time.perf_counter() - started
-                return self
-            time.sleep(0.25)
-        self.stop()
-        raise RuntimeError(f"{self.name} not healthy after {timeout:.0f} s at {self.health_url}")
+        try:
+            wait_until(
+                lambda: None if self.process.poll() is None else self.process.returncode,
+                lambda code: code is not None or healthy(self.health_url),
+                timeout=timeout,
+                what=f"{self.name} to answer {self.health_url}",
+                interval=0.25,
+            )
+        except AssertionError:
+            self.stop()
+            raise
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited early; see {self.log}:\n{self.log_tail()}")
+        self.startup_seconds = time.perf_counter() - started
+        return self
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        if self.process is not None:
+            processes.stop(self.name, self.process)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
 
 def healthy(url: str) -> bool:

@@ -1,0 +1,100 @@
+"""What the CLI prints: one function per result record, so every command formats alike."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:  # the monitoring steps load TensorFlow: not at `pneumo --help` time
+    from pipeline.data.steps import IngestSummary, ValidationSummary
+    from pipeline.monitor.steps import BatchPrediction
+    from pipeline.settings import Settings
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print `error: message` to stderr; raise the returned Exit to end with `code`."""
+    typer.secho(f"error: {message}", fg="red", err=True)
+    return typer.Exit(code)
+
+
+def print_ingest(summary: IngestSummary) -> None:
+    typer.echo(
+        f"stored {summary.stored} new objects, {summary.already_stored} already present"
+        + (" (nothing new to store)" if summary.stored == 0 else "")
+    )
+    state = "new" if summary.manifest_is_new else "unchanged, already current"
+    typer.echo(f"manifest {summary.manifest_id} ({state})")
+    typer.echo(summary.counts.to_string())
+    typer.echo(f"quarantined files: {len(summary.quarantine)} (report: {summary.quarantine_uri})")
+    for row in summary.quarantine.head(20).itertuples():
+        typer.echo(f"  {row.path}: {row.issue}")
+    if len(summary.shared_patients):
+        typer.echo(
+            f"patient ids in several official splits (reported, not failed): "
+            f"{len(summary.shared_patients)}, e.g. "
+            + ", ".join(summary.shared_patients["patient_id"].head(5))
+        )
+
+
+def print_validation(summary: ValidationSummary) -> None:
+    report = summary.report
+    passed = sum(c.success for c in report.checks)
+    typer.echo(f"validated manifest {summary.manifest_id}: {passed}/{len(report.checks)} checks")
+    typer.echo("class balance (usable images):")
+    typer.echo(summary.counts.to_string())
+    for title, checks in (("FAILED", report.failures), ("warning", report.warnings)):
+        for check in checks:
+            typer.echo(f"{title}: {check.description} ({check.failing_rows} rows)")
+            for example in check.examples:
+                typer.echo(f"    {example}")
+    typer.echo(f"Data Docs: {report.docs_path}")
+    for figure in summary.figures:
+        typer.echo(f"figure: {figure}")
+
+
+def print_training(summary: dict, settings: Settings) -> None:
+    typer.echo("")
+    for model in summary["models"].values():
+        m = model["metrics"]
+        typer.echo(
+            f"{model['model']} v{model['version']}: test AUC {m['roc_auc']:.3f}, sensitivity "
+            f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f}, "
+            f"accuracy {m['accuracy']:.3f} at threshold {model['threshold']:.3f}; "
+            f"weights: {model['weights_source']}"
+        )
+        verdict = "PASS" if model["gate_passed"] else "FAIL"
+        typer.echo(f"  gate {verdict}: {'; '.join(model['gate_reasons'])}")
+        typer.echo("  champion: " + ("moved to this version" if model["champion"] else "unchanged"))
+        phases = ", ".join(f"{k} {v}" for k, v in model["timings"].items())
+        typer.echo(f"  wall times (s): {phases}; {model['train_images_per_second']} train img/s")
+    typer.echo(
+        "data wall times (s): " + ", ".join(f"{k} {v}" for k, v in summary["timings"].items())
+    )
+    typer.echo(f"\nreports: {summary['report_dir']}")
+    uri = settings.tracking_uri()
+    if uri.startswith("sqlite"):
+        typer.echo(f"look at runs and the registry: mlflow ui --backend-store-uri {uri}")
+    else:
+        typer.echo(f"runs and registry: {uri}")
+
+
+def print_predictions(batch: BatchPrediction) -> None:
+    champion = batch.champion
+    typer.echo(
+        f"{champion.name} v{champion.version} (champion) scored {len(batch.predictions)} images"
+    )
+    for row in batch.rejected.itertuples():
+        typer.echo(f"  skipped {row.image}: {row.issue}")
+    typer.echo(f"predictions: {batch.csv_path}")
+    typer.echo(f"inference log: {batch.log_uri or 'nothing logged'}")
+
+
+def print_drift(summary: dict, settings: Settings) -> None:
+    typer.echo(
+        f"{summary['current_rows']} current vs {summary['reference_rows']} reference rows; "
+        f"drifted: {', '.join(summary['drifted_columns']) or 'none'}"
+    )
+    if isinstance(summary.get("retrain"), dict):
+        print_training(summary["retrain"], settings)
+    typer.echo(f"{summary['status']} (report: {summary.get('report_uri', 'none')})")

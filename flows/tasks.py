@@ -1,0 +1,176 @@
+"""Prefect tasks over the pipeline steps, and the sequences both training flows share.
+
+Tasks only call steps; what a step needs (store, registry) is built from the settings inside the
+task, so a flow run on a worker resolves its own environment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from pipeline.adapters.backends import open_store
+from pipeline.adapters.registry import Registry
+from pipeline.data.steps import (
+    IngestSummary,
+    LabeledSummary,
+    ValidationSummary,
+    add_labeled,
+    ingest_dataset,
+    require_valid,
+    validate_dataset,
+)
+from pipeline.monitor.steps import DriftCheck, log_reference_profile, run_drift_check
+from pipeline.settings import Settings
+from pipeline.train.candidate import ModelOutcome, Registration
+from pipeline.train.evaluation import ChampionScore, Evaluation
+from pipeline.train.fit import TrainedModel
+from pipeline.train.gates import GateDecision
+from pipeline.train.inputs import PreparedData
+from pipeline.train.steps import (
+    RunContext,
+    evaluate_model,
+    fine_tune_champion,
+    gate_model,
+    prepare_training_data,
+    register_model,
+    rescore_current_champion,
+    start_run,
+    train_model,
+)
+
+# Tasks pass models and frames in memory; hashing them for Prefect's cache would cost more than
+# recomputing, so caching is off and I/O tasks retry instead.
+IO = {"retries": 2, "retry_delay_seconds": 5, "cache_policy": NO_CACHE}
+COMPUTE = {"cache_policy": NO_CACHE}
+
+
+@contextmanager
+def timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Record the wall time of the block under `name` (seconds, one decimal)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(time.perf_counter() - start, 1)
+
+
+@task(name="ingest", **IO)
+def ingest_task(path: str, settings: Settings) -> IngestSummary:
+    return ingest_dataset(Path(path), open_store(settings), settings)
+
+
+@task(name="add-labeled", **IO)
+def labeled_task(path: str, settings: Settings) -> LabeledSummary:
+    return add_labeled(Path(path), open_store(settings), settings)
+
+
+@task(name="validate", **IO)
+def validate_task(settings: Settings) -> ValidationSummary:
+    return require_valid(validate_dataset(open_store(settings), settings))
+
+
+@task(name="prepare-data", **IO)
+def prepare_task(settings: Settings, manifest_id: str) -> PreparedData:
+    return prepare_training_data(open_store(settings), settings, manifest_id)
+
+
+@task(name="train", **COMPUTE)
+def train_task(kind: str, data: PreparedData, settings: Settings) -> TrainedModel:
+    return train_model(kind, data, open_store(settings), settings)
+
+
+@task(name="warm-start", **IO)
+def warm_start_task(data: PreparedData, settings: Settings) -> tuple[TrainedModel, str]:
+    return fine_tune_champion(Registry.from_settings(settings), data, settings)
+
+
+@task(name="evaluate", **COMPUTE)
+def evaluate_task(
+    trained: TrainedModel, data: PreparedData, settings: Settings, out_dir: Path
+) -> Evaluation:
+    return evaluate_model(trained, data, settings, out_dir)
+
+
+@task(name="rescore-champion", **IO)
+def rescore_task(kind: str, data: PreparedData, settings: Settings) -> ChampionScore | None:
+    return rescore_current_champion(Registry.from_settings(settings), kind, data)
+
+
+@task(name="gate", **COMPUTE)
+def gate_task(
+    evaluation: Evaluation, champion: ChampionScore | None, settings: Settings
+) -> GateDecision:
+    return gate_model(evaluation, champion, settings)
+
+
+@task(name="register", **IO)
+def register_task(
+    trained: TrainedModel,
+    evaluation: Evaluation,
+    decision: GateDecision,
+    data: PreparedData,
+    context: RunContext,
+    settings: Settings,
+) -> Registration:
+    registry = Registry.from_settings(settings)
+    return register_model(registry, trained, evaluation, decision, data, context, settings)
+
+
+@task(name="reference-profile", **IO)
+def reference_task(
+    trained: TrainedModel, data: PreparedData, run_id: str, settings: Settings
+) -> None:
+    registry = Registry.from_settings(settings)
+    log_reference_profile(registry, trained.model, data.train.paths, run_id)
+
+
+@task(name="drift-check", **IO)
+def drift_task(settings: Settings) -> DriftCheck:
+    return run_drift_check(open_store(settings), Registry.from_settings(settings), settings)
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    data: PreparedData
+    context: RunContext
+
+
+def prepare_run(
+    settings: Settings, timings: dict[str, float], data_path: str | None
+) -> PreparedRun:
+    """Ingest (optional), validate, prepare the data and the run's report folder."""
+    if data_path:
+        with timed(timings, "ingest"):
+            ingest_task(data_path, settings)
+    with timed(timings, "validate"):
+        validation = validate_task(settings)
+    with timed(timings, "prepare"):
+        data = prepare_task(settings, validation.manifest_id)
+    return PreparedRun(data, start_run(validation, data, settings))
+
+
+def evaluate_gate_register(
+    trained: TrainedModel, run: PreparedRun, settings: Settings, phase: dict[str, float]
+) -> ModelOutcome:
+    """Evaluate, re-score the champion, gate, register (moving `champion` on a pass)."""
+    kind, data, context = trained.kind, run.data, run.context
+    with timed(phase, "evaluate"):
+        evaluation = evaluate_task(trained, data, settings, context.run_dir / kind)
+    with timed(phase, "rescore_champion"):
+        champion = rescore_task(kind, data, settings)
+    decision = gate_task(evaluation, champion, settings)
+    get_run_logger().info("%s gate: %s", kind, decision.summary())
+    with timed(phase, "register"):
+        registered = register_task(trained, evaluation, decision, data, context, settings)
+    if kind == "resnet":  # the monitored model: drift is judged against what it saw
+        with timed(phase, "reference_profile"):
+            reference_task(trained, data, registered.run_id, settings)
+    before = champion.version if champion else None
+    return ModelOutcome(kind, evaluation, decision, registered, trained, before, phase)

@@ -1,0 +1,290 @@
+"""MLflow adapter: tracking, model logging, the registry and its aliases.
+
+The only module that imports mlflow. A `Registry` is built from the settings and passed to what
+needs it; it talks to MLflow through its own client for its own tracking URI and never sets
+MLflow's process-wide tracking URI, so two registries in one process (a test session, a service)
+cannot see each other's state. Aliases `champion` and `challenger` replace the deprecated stages.
+Every move of `champion` records who, why and the version it replaced, so rollback needs no
+other state.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from pipeline.settings import Settings
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+MODEL_NAMES = {"cnn": "pneumonia-cnn", "resnet": "pneumonia-resnet"}
+MODEL_DIR = "model"
+REFERENCE_DIR = "reference"
+# Listing requirements skips MLflow's slow inference of them (about 9 s a model).
+PIP_REQUIREMENTS = ["tensorflow-cpu", "keras>=3", "numpy"]
+VERSION_INFO_TAGS = (
+    "threshold", "weights_source", "manifest_id", "gate_passed", "git_commit", "profile",
+)  # fmt: skip
+
+
+class RegistryError(Exception):
+    """A registry request that cannot be honoured (unknown version, refused promotion)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Everything logged for one trained model."""
+
+    kind: str
+    params: dict[str, object]
+    metrics: dict[str, float]
+    history: dict[str, list[float]]
+    artifacts: list[Path]
+    tags: dict[str, str]
+    input_example: np.ndarray
+
+
+class Registry:
+    """One MLflow tracking server and model registry, and the experiment runs are logged to."""
+
+    def __init__(self, tracking_uri: str, experiment: str, artifacts_dir: Path | None) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.artifacts_dir = artifacts_dir
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        return cls(settings.tracking_uri(), settings.experiment, settings.artifacts_dir)
+
+    @cached_property
+    def client(self) -> MlflowClient:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def experiment_id(self) -> str:
+        """The experiment's id, created if missing.
+
+        A new experiment gets its artifacts under `artifacts_dir` (the embedded default), never
+        in the caller's working directory; a tracking server chooses its own artifact store.
+        """
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        location = None
+        if self.artifacts_dir is not None and not self.tracking_uri.startswith("http"):
+            self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+            location = self.artifacts_dir.resolve().as_uri()
+        return self.client.create_experiment(self.experiment, artifact_location=location)
+
+    def log_candidate(self, candidate: Candidate, model: Any) -> tuple[str, str]:
+        """Log a run with the model and register it; returns (run_id, version).
+
+        Tags go on both the run and the version; the new version gets the `challenger` alias.
+        """
+        name = MODEL_NAMES[candidate.kind]
+        run = self.client.create_run(self.experiment_id(), run_name=name, tags=candidate.tags)
+        run_id = run.info.run_id
+        try:
+            self._log_run_contents(run_id, candidate, model)
+        except BaseException:
+            self.client.set_terminated(run_id, "FAILED")
+            raise
+        self.client.set_terminated(run_id)
+        version = self._register(name, f"{run.info.artifact_uri}/{MODEL_DIR}", run_id, candidate)
+        self.client.set_registered_model_alias(name, CHALLENGER, version)
+        return run_id, version
+
+    def _log_run_contents(self, run_id: str, candidate: Candidate, model: Any) -> None:
+        import mlflow
+        from mlflow.entities import Metric, Param
+        from mlflow.models import infer_signature
+
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        params = [Param(k, str(v)[:500]) for k, v in candidate.params.items()]
+        metrics = [
+            Metric(f"test_{k}", float(v), now, 0)
+            for k, v in candidate.metrics.items()
+            if np.isfinite(v)
+        ]
+        metrics += [
+            Metric(f"epoch_{name}", float(value), now, epoch)
+            for name, values in candidate.history.items()
+            for epoch, value in enumerate(values)
+        ]
+        self.client.log_batch(run_id, params=params)
+        for start in range(0, len(metrics), 1000):  # MLflow's per-request limit
+            self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
+        for path in candidate.artifacts:
+            self.client.log_artifact(run_id, str(path), artifact_path="evaluation")
+        signature = infer_signature(
+            candidate.input_example, model.predict(candidate.input_example, verbose=0)
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            # mlflow.keras.log_model fails when given an input example (mlflow#16183, open):
+            # save into a folder that exists, then log that folder.
+            folder = Path(tmp) / MODEL_DIR
+            folder.mkdir()
+            mlflow.keras.save_model(
+                model,
+                str(folder),
+                signature=signature,
+                input_example=candidate.input_example,
+                pip_requirements=PIP_REQUIREMENTS,
+            )
+            self.client.log_artifacts(run_id, str(folder), artifact_path=MODEL_DIR)
+
+    def _register(self, name: str, source: str, run_id: str, candidate: Candidate) -> str:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(name)
+        found = self.client.create_model_version(name, source, run_id, tags=candidate.tags)
+        return str(found.version)
+
+    def champion_version(self, name: str) -> Any | None:
+        """The version behind `champion`, or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(name, CHAMPION)
+        except MlflowException:
+            return None
+
+    def version(self, name: str, version: str) -> Any:
+        """A registered version; a RegistryError naming the model and version if there is none."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            known = ", ".join(sorted(m.name for m in self.client.search_registered_models()))
+            raise RegistryError(
+                f"no registered model {name!r} (known: {known or 'none yet'})"
+            ) from None
+        try:
+            return self.client.get_model_version(name, version)
+        except MlflowException:
+            raise RegistryError(f"model {name!r} has no version {version!r}") from None
+
+    def load_version(self, name: str, version: str) -> Any:
+        """The Keras model of a registered version, downloaded from its run's artifacts."""
+        import mlflow
+
+        found = self.version(name, version)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.client.download_artifacts(found.run_id, MODEL_DIR, tmp)
+            return mlflow.keras.load_model(path)
+
+    def move_champion(
+        self, name: str, version: str, reason: str, *, rollback: bool = False
+    ) -> None:
+        """Point `champion` at `version`, recording who, why, when and what it replaced.
+
+        A rollback keeps the target's own `previous_champion`, so repeated rollbacks walk back
+        through the history instead of bouncing between two versions.
+        """
+        current = self.champion_version(name)
+        stamp = {
+            "champion_by": getpass.getuser(),
+            "champion_reason": reason,
+            "champion_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        if not rollback:
+            stamp["previous_champion"] = str(current.version) if current is not None else ""
+        self.client.set_registered_model_alias(name, CHAMPION, version)
+        for key, value in stamp.items():
+            self.client.set_model_version_tag(name, version, key, value)
+        tags = self.client.get_registered_model(name).tags
+        history = json.loads(tags.get("champion_history", "[]"))
+        history.append({"version": version, **stamp})
+        self.client.set_registered_model_tag(name, "champion_history", json.dumps(history[-50:]))
+
+    def promote(self, name: str, version: str, reason: str, *, force: bool = False) -> None:
+        """Hand promotion; a version whose gate failed needs `force`."""
+        found = self.version(name, version)
+        if found.tags.get("gate_passed") != "true" and not force:
+            why = found.tags.get("gate_reasons", "no gate recorded")
+            raise RegistryError(
+                f"{name} version {version} did not pass its gate ({why}); "
+                "use --force to promote it anyway"
+            )
+        self.move_champion(name, version, f"{'forced ' if force else ''}promotion: {reason}")
+
+    def rollback(self, name: str, reason: str) -> str:
+        """Move `champion` back to the version it replaced; returns that version."""
+        current = self.champion_version(name)
+        if current is None:
+            raise RegistryError(f"model {name!r} has no champion to roll back")
+        previous = current.tags.get("previous_champion", "")
+        if not previous:
+            raise RegistryError(
+                f"{name} champion version {current.version} replaced no earlier champion"
+            )
+        self.version(name, previous)
+        self.move_champion(
+            name, previous, f"rollback from version {current.version}: {reason}", rollback=True
+        )
+        return previous
+
+    def log_reference(self, run_id: str, features: pd.DataFrame, projection: dict) -> None:
+        """Store the reference feature profile and PCA with the run that made the version."""
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            features.to_parquet(folder / "features.parquet", index=False)
+            (folder / "projection.json").write_text(json.dumps(projection))
+            self.client.log_artifacts(run_id, str(folder), artifact_path=REFERENCE_DIR)
+
+    def download_reference(self, run_id: str, target: Path) -> Path:
+        """The version's reference folder (features.parquet, projection.json), downloaded."""
+        from mlflow.exceptions import MlflowException
+
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            path = self.client.download_artifacts(run_id, REFERENCE_DIR, str(target))
+        except (MlflowException, OSError) as exc:
+            raise FileNotFoundError(
+                f"run {run_id} has no {REFERENCE_DIR}/ artifacts: {exc}"
+            ) from None
+        return Path(path)
+
+    def log_run_artifact(self, run_id: str, path: Path, artifact_path: str) -> str:
+        """Attach a file to an existing run; returns its artifact URI."""
+        self.client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+        return f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}/{path.name}"
+
+    def version_info(self, name: str, version: str) -> dict:
+        """What a person asks of a served version: tags that matter and its test metrics."""
+        found = self.version(name, version)
+        metrics = self.client.get_run(found.run_id).data.metrics if found.run_id else {}
+        keys = (
+            "threshold",
+            "weights_source",
+            "manifest_id",
+            "gate_passed",
+            "git_commit",
+            "profile",
+        )
+        return {
+            "name": name,
+            "version": str(version),
+            "run_id": found.run_id,
+            **{key: found.tags.get(key) for key in keys},
+            "metrics": {
+                k.removeprefix("test_"): v for k, v in metrics.items() if k.startswith("test_")
+            },
+        }

@@ -1,0 +1,166 @@
+"""Ingest a Kaggle-layout folder of chest X-rays into the object store and describe every file.
+
+Layout: `ROOT/{train,val,test}/{NORMAL,PNEUMONIA}/*` (or `ROOT/chest_xray/...`). Files are read
+one at a time by a small thread pool, so memory stays flat whatever the dataset size.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.adapters.storage import ObjectStore, put_content_addressed, sha256_hex
+from pipeline.data.images import inspect_image
+from pipeline.settings import IngestConfig
+
+LABELS = ("NORMAL", "PNEUMONIA")
+SPLITS = ("train", "val", "test")
+IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
+RAW_PREFIX = "raw"
+
+# Kermany file names: person1_bacteria_1.jpeg, IM-0115-0001.jpeg, NORMAL2-IM-0588-0001.jpeg.
+_PATIENT_PATTERNS = (
+    re.compile(r"^(person\d+)_", re.IGNORECASE),
+    re.compile(r"^(NORMAL2-IM-\d+)-", re.IGNORECASE),
+    re.compile(r"^(IM-\d+)-", re.IGNORECASE),
+)
+
+MANIFEST_COLUMNS = (
+    "path", "key", "label", "source_split", "split", "patient_id", "subtype", "sha256", "bytes",
+    "decodable", "issue", "quarantined", "width", "height", "mode", "channels", "bit_depth",
+    "mean", "std",
+)  # fmt: skip
+
+
+class IngestError(ValueError):
+    """The input folder does not have the expected layout."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path
+    relative: str
+    label: str
+    source_split: str
+
+
+def parse_patient_id(file_name: str) -> str:
+    """Patient id from a Kermany file name; the file stem when the name follows no known rule.
+
+    Falling back to the stem treats an unknown file as its own patient, which can only make
+    grouping stricter, never leak a known patient across splits.
+    """
+    for pattern in _PATIENT_PATTERNS:
+        match = pattern.match(file_name)
+        if match:
+            return match.group(1)
+    return Path(file_name).stem
+
+
+def parse_subtype(file_name: str, label: str) -> str:
+    """normal / bacteria / virus from the label and the file name."""
+    if label == "NORMAL":
+        return "normal"
+    lowered = file_name.lower()
+    for subtype in ("bacteria", "virus"):
+        if subtype in lowered:
+            return subtype
+    return "unknown"
+
+
+def resolve_dataset_root(path: Path) -> Path:
+    """The folder that holds the split folders: PATH itself or PATH/chest_xray."""
+    if not path.is_dir():
+        raise IngestError(f"input folder {path} does not exist or is not a folder")
+    for candidate in (path, path / "chest_xray"):
+        if any((candidate / split).is_dir() for split in SPLITS):
+            return candidate
+    raise IngestError(
+        f"input folder {path} has no split folders: expected {'/'.join(SPLITS)} inside it "
+        "or inside its chest_xray/ folder"
+    )
+
+
+def discover_files(root: Path) -> list[SourceFile]:
+    """Every non-hidden file under ROOT/split/label, in a stable order."""
+    found: list[SourceFile] = []
+    for split in SPLITS:
+        split_dir = root / split
+        if not split_dir.is_dir():
+            continue
+        for label_dir in sorted(p for p in split_dir.iterdir() if not p.name.startswith(".")):
+            if not label_dir.is_dir():
+                continue
+            if label_dir.name not in LABELS:
+                raise IngestError(
+                    f"unknown label folder {label_dir}: expected one of {', '.join(LABELS)}"
+                )
+            found.extend(_files_in(label_dir, root, label_dir.name, split))
+    if not found:
+        raise IngestError(f"no files found under {root}/{{{','.join(SPLITS)}}}/{{label}}/")
+    return found
+
+
+def _files_in(label_dir: Path, root: Path, label: str, split: str) -> Iterable[SourceFile]:
+    for path in sorted(label_dir.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            yield SourceFile(path, path.relative_to(root).as_posix(), label, split)
+
+
+def describe_and_store(source: SourceFile, store: ObjectStore, cfg: IngestConfig) -> dict:
+    """Hash, inspect and store one file; returns its manifest row plus whether it was new."""
+    data = source.path.read_bytes()
+    suffix = source.path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        info = asdict(inspect_image(data, cfg.max_pixels))
+    else:
+        info = {"decodable": False, "issue": f"unsupported file extension {suffix or '(none)'!r}"}
+    # Bad files are stored too: the quarantine report points at the exact bytes received.
+    key, is_new = put_content_addressed(store, data, RAW_PREFIX, suffix)
+    name = source.path.name
+    return {
+        "path": source.relative,
+        "key": key,
+        "label": source.label,
+        "source_split": source.source_split,
+        "patient_id": parse_patient_id(name),
+        "subtype": parse_subtype(name, source.label),
+        "sha256": sha256_hex(data),
+        "bytes": len(data),
+        **info,
+        "quarantined": info["issue"] is not None,
+        "_new": is_new,
+    }
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    manifest: pd.DataFrame
+    stored: int
+    already_stored: int
+
+
+def ingest_folder(
+    path: Path,
+    store: ObjectStore,
+    cfg: IngestConfig,
+    progress: Callable[[Iterable[dict], int], Iterable[dict]] | None = None,
+) -> IngestResult:
+    """Store every file under `path` and return the manifest rows (no split assigned yet)."""
+    root = resolve_dataset_root(path)
+    sources = discover_files(root)
+    with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
+        rows: Iterable[dict] = pool.map(lambda s: describe_and_store(s, store, cfg), sources)
+        if progress is not None:
+            rows = progress(rows, len(sources))
+        collected = list(rows)
+    frame = pd.DataFrame(collected)
+    stored = int(frame.pop("_new").sum())
+    frame["split"] = pd.NA
+    frame = frame.reindex(columns=list(MANIFEST_COLUMNS))
+    return IngestResult(manifest=frame, stored=stored, already_stored=len(frame) - stored)

@@ -1,0 +1,123 @@
+"""Data steps as the CLI and the flows call them: ingest a folder, validate a manifest.
+
+Each step is a plain function over a store and config objects and returns a small summary record;
+the callers decide what to print, log or fail on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.adapters.storage import ObjectStore
+from pipeline.data.explore import class_counts, plot_class_distribution, plot_sample_grid
+from pipeline.data.ingest import ingest_folder
+from pipeline.data.manifest import (
+    load_manifest,
+    patients_across_official_splits,
+    quarantine_report,
+    save_manifest,
+)
+from pipeline.data.split import assign_splits, merge_labeled
+from pipeline.data.validation import ValidationReport, validate_manifest
+from pipeline.settings import Settings
+
+
+class DataValidationError(RuntimeError):
+    """Critical data checks failed; training does not start."""
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    manifest_id: str
+    manifest_is_new: bool
+    stored: int
+    already_stored: int
+    counts: pd.DataFrame
+    quarantine: pd.DataFrame
+    quarantine_uri: str
+    shared_patients: pd.DataFrame
+
+
+def ingest_dataset(
+    path: Path,
+    store: ObjectStore,
+    settings: Settings,
+    progress: Callable[[Iterable[dict], int], Iterable[dict]] | None = None,
+) -> IngestSummary:
+    """Ingest `path`, assign splits by patient, store the manifest and the quarantine report."""
+    result = ingest_folder(path, store, settings.ingest, progress)
+    manifest = assign_splits(result.manifest, settings.split)
+    version, is_new = save_manifest(store, manifest)
+    quarantine = quarantine_report(manifest)
+    quarantine_key = f"reports/{version}/quarantine.csv"
+    store.put(quarantine_key, quarantine.to_csv(index=False).encode())
+    return IngestSummary(
+        manifest_id=version,
+        manifest_is_new=is_new,
+        stored=result.stored,
+        already_stored=result.already_stored,
+        counts=class_counts(manifest),
+        quarantine=quarantine,
+        quarantine_uri=store.uri(quarantine_key),
+        shared_patients=patients_across_official_splits(manifest),
+    )
+
+
+@dataclass(frozen=True)
+class ValidationSummary:
+    manifest_id: str
+    report: ValidationReport
+    counts: pd.DataFrame
+    figures: list[Path]
+
+
+def validate_dataset(
+    store: ObjectStore, settings: Settings, version: str | None = None
+) -> ValidationSummary:
+    """Validate a stored manifest (default: the latest) and write Data Docs and exploration PNGs.
+
+    Everything lands in `reports/validation/<manifest id>/`, so earlier versions' reports stay.
+    """
+    version, manifest = load_manifest(store, version)
+    out_dir = settings.reports_dir / "validation" / version
+    report = validate_manifest(manifest, settings.validation, out_dir / "data_docs")
+    counts = class_counts(manifest)
+    figures = [
+        plot_class_distribution(counts, out_dir / "class_distribution.png"),
+        plot_sample_grid(manifest, store, out_dir / "sample_grid.png", seed=settings.split.seed),
+    ]
+    return ValidationSummary(manifest_id=version, report=report, counts=counts, figures=figures)
+
+
+def require_valid(summary: ValidationSummary) -> ValidationSummary:
+    """The summary if no critical check failed, else a DataValidationError naming the failures."""
+    if summary.report.success:
+        return summary
+    failed = "; ".join(
+        f"{c.description}: {', '.join(c.examples[:3])}" for c in summary.report.failures
+    )
+    count = len(summary.report.failures)
+    raise DataValidationError(
+        f"manifest {summary.manifest_id}: {count} critical data checks failed: {failed}"
+    )
+
+
+@dataclass(frozen=True)
+class LabeledSummary:
+    manifest_id: str
+    added: int
+    left_out: pd.DataFrame
+
+
+def add_labeled(path: Path, store: ObjectStore, settings: Settings) -> LabeledSummary:
+    """Ingest newly labelled images (Kaggle layout) into the latest manifest's train split."""
+    labeled = ingest_folder(path, store, settings.ingest).manifest
+    usable = labeled[~labeled["quarantined"]]
+    _, manifest = load_manifest(store)
+    merged, left_out = merge_labeled(manifest, usable)
+    version, _ = save_manifest(store, merged)
+    return LabeledSummary(version, len(merged) - len(manifest), left_out)

@@ -1,0 +1,70 @@
+"""Batch inference: read images from a folder or a store prefix and score them with the champion.
+
+Bad images are listed with the reason and skipped, never scored; every scored image carries the
+drift features the monitoring compares with the champion's reference profile.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.adapters.storage import ObjectStore, sha256_hex
+from pipeline.data.images import inspect_image
+from pipeline.data.ingest import IMAGE_SUFFIXES
+from pipeline.monitor.champion import Champion
+from pipeline.monitor.drift_features import feature_table
+from pipeline.monitor.probe import probe_images
+
+
+def read_images(source: str, store: ObjectStore) -> list[tuple[str, bytes]]:
+    """(name, bytes) for every image file under a local folder, else under a store prefix."""
+    folder = Path(source)
+    if folder.is_dir():
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return [(p.relative_to(folder).as_posix(), p.read_bytes()) for p in files]
+    if folder.exists():
+        return [(folder.name, folder.read_bytes())]
+    keys = store.list(source)
+    if not keys:
+        raise FileNotFoundError(
+            f"{source!r} is neither a folder nor a non-empty object-store prefix"
+        )
+    return [(key, store.get(key)) for key in keys]
+
+
+def predict_batch(
+    champion: Champion, items: list[tuple[str, bytes]], max_pixels: int, now: datetime | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(predictions with drift features, rejected images with the reason) for a batch."""
+    now = now or datetime.now(UTC)
+    good, rejected = [], []
+    for name, data in items:
+        suffix = Path(name).suffix.lower()
+        issue = None if suffix in IMAGE_SUFFIXES else f"unsupported file extension {suffix!r}"
+        issue = issue or inspect_image(data, max_pixels).issue
+        (rejected.append({"image": name, "issue": issue}) if issue else good.append((name, data)))
+    images = [data for _, data in good]
+    probabilities, embeddings = probe_images(champion.probe, images)
+    features = (
+        feature_table(images, embeddings, probabilities, champion.projection)
+        if good
+        else pd.DataFrame()
+    )
+    predictions = pd.DataFrame(
+        {
+            "image": [name for name, _ in good],
+            "sha256": [sha256_hex(data) for data in images],
+            "probability": probabilities,
+            "label": ["PNEUMONIA" if p >= champion.threshold else "NORMAL" for p in probabilities],
+            "threshold": champion.threshold,
+            "model_name": champion.name,
+            "model_version": champion.version,
+            "timestamp": pd.Timestamp(now),
+        }
+    )
+    if good:
+        predictions = pd.concat([predictions, features.drop(columns=["probability"])], axis=1)
+    return predictions, pd.DataFrame(rejected, columns=["image", "issue"])

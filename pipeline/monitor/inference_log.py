@@ -1,0 +1,55 @@
+"""The inference log: append-only, one Parquet object per scored batch.
+
+Each batch is a new object under `inference-log/date=YYYY-MM-DD/`, one row per scored image with
+its probability, label, model version and drift features; nothing is ever rewritten.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+
+from pipeline.adapters.storage import ObjectStore, sha256_hex
+
+LOG_PREFIX = "inference-log"
+
+
+def append_inference_log(
+    store: ObjectStore, predictions: pd.DataFrame, now: datetime | None = None
+) -> str | None:
+    """Write a batch as a new object in today's partition; returns its key (None if empty)."""
+    if predictions.empty:
+        return None
+    now = now or datetime.now(UTC)
+    buffer = io.BytesIO()
+    predictions.to_parquet(buffer, index=False)
+    data = buffer.getvalue()
+    key = f"{LOG_PREFIX}/date={now:%Y-%m-%d}/{now:%H%M%S%f}-{sha256_hex(data)[:12]}.parquet"
+    store.put(key, data)
+    return key
+
+
+def read_inference_log(
+    store: ObjectStore,
+    model_version: str | None = None,
+    days: int | None = None,
+    last_n: int | None = None,
+    now: datetime | None = None,
+) -> pd.DataFrame:
+    """Logged predictions, newest last, optionally of one model version and a time window."""
+    now = now or datetime.now(UTC)
+    keys = store.list(f"{LOG_PREFIX}/")
+    if days is not None:
+        first = (now - timedelta(days=days)).strftime("%Y-%m-%d")
+        keys = [k for k in keys if k.split("date=")[1][:10] >= first]
+    if not keys:
+        return pd.DataFrame()
+    frame = pd.concat([pd.read_parquet(io.BytesIO(store.get(k))) for k in keys], ignore_index=True)
+    if model_version is not None:
+        frame = frame[frame["model_version"].astype(str) == str(model_version)]
+    if days is not None:
+        frame = frame[frame["timestamp"] >= pd.Timestamp(now - timedelta(days=days))]
+    frame = frame.sort_values("timestamp", kind="stable")
+    return frame.tail(last_n) if last_n else frame

@@ -1,0 +1,130 @@
+"""Monitoring steps as the CLI and the flows call them: score a batch, profile, check drift.
+
+Each step takes a store, a registry and settings and returns a small record; callers decide what
+to print, log or trigger.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.adapters.registry import Registry, RegistryError
+from pipeline.adapters.storage import ObjectStore
+from pipeline.monitor.batch import predict_batch, read_images
+from pipeline.monitor.champion import Champion, load_champion
+from pipeline.monitor.drift import DriftResult, check_drift
+from pipeline.monitor.drift_features import Projection, feature_table, fit_projection
+from pipeline.monitor.inference_log import append_inference_log, read_inference_log
+from pipeline.monitor.probe import embedding_model, probe_images
+from pipeline.settings import Settings
+
+PREDICTION_COLUMNS = ["image", "probability", "label", "threshold", "model_name", "model_version"]
+
+
+def champion_cache(settings: Settings) -> Path:
+    """Where downloaded reference profiles of champions are kept between calls."""
+    return settings.home / "cache" / "champions"
+
+
+@dataclass(frozen=True)
+class BatchPrediction:
+    champion: Champion
+    predictions: pd.DataFrame
+    rejected: pd.DataFrame
+    log_uri: str | None
+    csv_path: Path
+
+
+def predict_source(
+    source: str, store: ObjectStore, registry: Registry, settings: Settings, out: Path | None
+) -> BatchPrediction:
+    """Score every image under a folder, file or store prefix with the champion.
+
+    The scored rows go to the inference log and to a CSV (`out`, default under the reports).
+    """
+    champion = load_champion(registry, champion_cache(settings))
+    items = read_images(source, store)
+    predictions, rejected = predict_batch(champion, items, settings.ingest.max_pixels)
+    log_key = append_inference_log(store, predictions)
+    out = out or settings.reports_dir / "predictions" / f"{time.strftime('%Y%m%dT%H%M%S')}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    predictions.reindex(columns=PREDICTION_COLUMNS).to_csv(out, index=False)
+    log_uri = store.uri(log_key) if log_key else None
+    return BatchPrediction(champion, predictions, rejected, log_uri, out)
+
+
+def reference_profile(model, paths: list[str]) -> tuple[pd.DataFrame, Projection]:
+    """Drift features of the training images, with the PCA fitted on their embeddings."""
+    images = [Path(p).read_bytes() for p in paths]
+    probabilities, embeddings = probe_images(embedding_model(model), images)
+    projection = fit_projection(embeddings)
+    return feature_table(images, embeddings, probabilities, projection), projection
+
+
+def log_reference_profile(registry: Registry, model, paths: list[str], run_id: str) -> None:
+    """Profile `paths` with `model` and store it with the run that registered the model."""
+    features, projection = reference_profile(model, paths)
+    registry.log_reference(run_id, features, projection.to_json())
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    result: DriftResult
+    champion_version: str
+    report_uri: str | None
+    summary: dict
+
+
+def run_drift_check(
+    store: ObjectStore, registry: Registry, settings: Settings, now: datetime | None = None
+) -> DriftCheck:
+    """Reference of the current champion vs the window of its logged predictions."""
+    now = now or datetime.now(UTC)
+    champion = load_champion(registry, champion_cache(settings))
+    if champion.reference.empty:
+        raise RegistryError(
+            f"{champion.name} v{champion.version} has no reference profile (registered before "
+            "drift monitoring existed): retrain it (`pneumo retrain`) to get one"
+        )
+    cfg = settings.drift
+    current = read_inference_log(store, champion.version, cfg.days, cfg.last_n, now)
+    result = check_drift(champion.reference, current, cfg)
+    summary = {
+        **result.summary(cfg.rule),
+        "model": champion.name,
+        "model_version": champion.version,
+        "checked_at": now.isoformat(timespec="seconds"),
+    }
+    report_uri = None
+    if result.html is not None:
+        report_uri = store_drift_report(store, registry, champion, result.html, summary, now)
+        summary["report_uri"] = report_uri
+    return DriftCheck(result, champion.version, report_uri, summary)
+
+
+def store_drift_report(
+    store: ObjectStore,
+    registry: Registry,
+    champion: Champion,
+    html: str,
+    summary: dict,
+    now: datetime,
+) -> str:
+    """The HTML report and JSON summary, in the store and on the champion's run; the HTML's URI."""
+    stem = f"reports/drift/{now:%Y%m%dT%H%M%S}-v{champion.version}"
+    contents = {".html": html, ".json": json.dumps(summary, indent=2)}
+    for suffix, content in contents.items():
+        store.put(f"{stem}{suffix}", content.encode())
+    with tempfile.TemporaryDirectory() as tmp:
+        for suffix, content in contents.items():
+            path = Path(tmp) / f"drift-{now:%Y%m%dT%H%M%S}{suffix}"
+            path.write_text(content)
+            registry.log_run_artifact(champion.run_id, path, "drift")
+    return store.uri(f"{stem}.html")

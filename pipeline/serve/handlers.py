@@ -1,0 +1,86 @@
+"""What the prediction service does per request, as plain functions: check, predict, explain.
+
+The HTTP layer (flows/service.py) only maps these to routes and status codes.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pandas as pd
+
+from pipeline.adapters.registry import CHAMPION
+from pipeline.data.images import inspect_image
+from pipeline.monitor.batch import predict_batch
+from pipeline.monitor.champion import Champion
+from pipeline.train.gradcam import gradcam, overlay
+from pipeline.train.inputs import prepare_image
+
+PNG_OR_JPEG = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+class BadImageError(ValueError):
+    """An upload the service refuses, with the reason and the HTTP status to answer."""
+
+    def __init__(self, name: str, reason: str, status: int = 422) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name, self.reason, self.status = name, reason, status
+
+
+def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int) -> None:
+    """Refuse what must never reach the model: too large, empty, not JPEG/PNG, bombs, odd modes."""
+    if len(data) > max_bytes:
+        raise BadImageError(
+            name, f"upload is {len(data)} bytes, over the {max_bytes}-byte limit", 413
+        )
+    if not data:
+        raise BadImageError(name, "empty file (0 bytes)")
+    if not data.startswith(PNG_OR_JPEG):
+        raise BadImageError(name, "not a JPEG or PNG image", 415)
+    issue = inspect_image(data, max_pixels).issue
+    if issue is not None:
+        raise BadImageError(name, issue)
+
+
+def predict_uploads(
+    champion: Champion, items: list[tuple[str, bytes]], max_pixels: int
+) -> tuple[pd.DataFrame, list[dict]]:
+    """Predictions with drift features (for the log) and the per-image response bodies."""
+    start = time.perf_counter()
+    predictions, _ = predict_batch(champion, items, max_pixels)
+    latency_ms = round(1000 * (time.perf_counter() - start), 1)
+    bodies = [
+        {
+            "image": row.image,
+            "probability": float(row.probability),
+            "label": row.label,
+            "threshold": champion.threshold,
+            "model": champion.name,
+            "version": champion.version,
+            "alias": CHAMPION,
+            "latency_ms": latency_ms,
+        }
+        for row in predictions.itertuples()
+    ]
+    return predictions, bodies
+
+
+def explain_upload(champion: Champion, data: bytes) -> tuple[bytes, np.ndarray]:
+    """Grad-CAM overlay as PNG at the upload's own size, and the heatmap at that size."""
+    from PIL import Image
+
+    size = int(champion.model.inputs[0].shape[1])
+    heatmap = gradcam(champion.model, prepare_image(data, size))
+    original = Image.open(io.BytesIO(data)).convert("L")
+    resized = (
+        np.asarray(
+            Image.fromarray((heatmap * 255).astype(np.uint8)).resize(original.size, Image.BILINEAR)
+        )
+        / 255.0
+    )
+    blended = overlay(np.asarray(original, dtype=np.float32)[..., None], resized)
+    buffer = io.BytesIO()
+    Image.fromarray(blended).save(buffer, "PNG")
+    return buffer.getvalue(), resized

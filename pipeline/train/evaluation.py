@@ -1,0 +1,107 @@
+"""Evaluation: threshold on val, metrics and plots on test; champion re-scoring."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.adapters.registry import Registry
+from pipeline.settings import ThresholdConfig
+from pipeline.train.fit import TrainedModel
+from pipeline.train.gradcam import plot_gradcam_grid
+from pipeline.train.inputs import PreparedData, SplitData, make_dataset, predict_files
+from pipeline.train.metrics import choose_threshold, classification_report, compute_metrics
+from pipeline.train.plots import plot_confusion, plot_roc_pr, plot_training_curves
+
+
+@dataclass
+class Evaluation:
+    threshold: float
+    threshold_rule: str
+    metrics: dict[str, float]
+    report: str
+    artifacts: list[Path] = field(default_factory=list)
+
+
+def evaluate_candidate(
+    trained: TrainedModel, data: PreparedData, cfg: ThresholdConfig, out_dir: Path
+) -> Evaluation:
+    """Pick the threshold on val, measure on test, write the plots and reports to `out_dir`."""
+    val_scores = predict_files(trained.model, data.val.paths)
+    threshold, rule = choose_threshold(data.val.labels, val_scores, cfg)
+    test_scores = predict_files(trained.model, data.test.paths)
+    metrics = compute_metrics(data.test.labels, test_scores, threshold, data.test.rows["subtype"])
+    title = f"{trained.kind} (test, n={len(test_scores)})"
+    report = classification_report(data.test.labels, test_scores, threshold)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "classification_report.txt").write_text(report)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    predictions = data.test.rows[["path", "label", "subtype", "patient_id"]].assign(
+        probability=test_scores, predicted=np.where(test_scores >= threshold, "PNEUMONIA", "NORMAL")
+    )
+    predictions.to_csv(out_dir / "test_predictions.csv", index=False)
+    artifacts = [
+        out_dir / "classification_report.txt",
+        out_dir / "metrics.json",
+        out_dir / "test_predictions.csv",
+        plot_confusion(metrics, out_dir / "confusion_matrix.png", title),
+        plot_roc_pr(data.test.labels, test_scores, out_dir / "roc_pr.png", title),
+        plot_gradcam_examples(trained, data.test, test_scores, threshold, out_dir / "gradcam.png"),
+    ]
+    if trained.history:
+        artifacts.append(
+            plot_training_curves(trained.history, out_dir / "training_curves.png", trained.kind)
+        )
+    return Evaluation(threshold, rule, metrics, report, artifacts)
+
+
+def pick_examples(labels: np.ndarray, predicted: np.ndarray, per_group: int = 2) -> list[int]:
+    """Indices of up to `per_group` right and wrong predictions for each true class."""
+    picked: list[int] = []
+    for label in (0, 1):
+        for correct in (True, False):
+            mask = (labels == label) & ((predicted == labels) == correct)
+            picked.extend(np.flatnonzero(mask)[:per_group].tolist())
+    return picked
+
+
+def plot_gradcam_examples(
+    trained: TrainedModel, split: SplitData, scores: np.ndarray, threshold: float, out: Path
+) -> Path:
+    predicted = (scores >= threshold).astype(int)
+    indices = pick_examples(split.labels.astype(int), predicted)
+    size = int(trained.model.inputs[0].shape[1])
+    dataset = make_dataset(
+        [split.paths[i] for i in indices], split.labels[indices], size, len(indices)
+    )
+    images = next(iter(dataset))[0].numpy()
+    names = [Path(p).name for p in split.rows["path"]]
+    captions = [
+        f"{'PNEUMONIA' if split.labels[i] else 'NORMAL'} p={scores[i]:.2f}\n"
+        f"{'right' if predicted[i] == split.labels[i] else 'WRONG'}: {names[i]}"
+        for i in indices
+    ]
+    return plot_gradcam_grid(trained.model, images, captions, out)
+
+
+@dataclass(frozen=True)
+class ChampionScore:
+    version: str
+    metrics: dict[str, float]
+
+
+def rescore_champion(
+    registry: Registry, model_name: str, data: PreparedData
+) -> ChampionScore | None:
+    """The current champion measured now, on this test split, at its own threshold."""
+    current = registry.champion_version(model_name)
+    if current is None:
+        return None
+    model = registry.load_version(model_name, str(current.version))
+    threshold = float(current.tags.get("threshold", 0.5))
+    scores = predict_files(model, data.test.paths)
+    metrics = compute_metrics(data.test.labels, scores, threshold, data.test.rows["subtype"])
+    return ChampionScore(str(current.version), metrics)

@@ -1,0 +1,145 @@
+"""Model inputs: one decode function shared by training, batch inference and serving, and the
+usable rows of each split with their local files.
+
+Every model takes `[batch, size, size, 1]` float32 grayscale in 0..255 and does its own scaling
+inside (see `pipeline.train.models`), so nothing outside the saved model can drift between
+training and serving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from pipeline.adapters.storage import ObjectStore
+from pipeline.settings import TrainConfig
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def decode_image(data: tf.Tensor, size: int) -> tf.Tensor:
+    """Encoded JPEG/PNG bytes -> `[size, size, 1]` float32 in 0..255 (RGB files become gray)."""
+    image = tf.io.decode_image(data, channels=1, expand_animations=False, dtype=tf.uint8)
+    image = tf.image.resize(image, (size, size), antialias=True)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def prepare_image(data: bytes, size: int) -> np.ndarray:
+    """The model input for one encoded image, as batch inference and serving need it."""
+    return decode_image(tf.constant(data), size).numpy()
+
+
+def local_files(store: ObjectStore, keys: list[str], cache_dir: Path) -> list[str]:
+    """Local paths of stored objects: the store's own file when it has one, else a cached copy."""
+    paths = []
+    for key in keys:
+        uri = Path(store.uri(key))
+        if uri.is_file():
+            paths.append(str(uri))
+            continue
+        target = cache_dir / key
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(store.get(key))
+        paths.append(str(target))
+    return paths
+
+
+def usable_rows(
+    manifest: pd.DataFrame, split: str, cap: int | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """Non-quarantined rows of one split, optionally capped (stratified) for smoke runs."""
+    rows = manifest[(manifest["split"] == split) & ~manifest["quarantined"]]
+    rows = rows.sort_values("path").reset_index(drop=True)
+    if cap is not None and len(rows) > cap:
+        share = cap / len(rows)
+        rows = rows.groupby("label", group_keys=False).apply(
+            lambda g: g.sample(n=max(1, round(len(g) * share)), random_state=seed)
+        )
+        rows = rows.sort_values("path").reset_index(drop=True)
+    return rows
+
+
+def labels_of(rows: pd.DataFrame) -> np.ndarray:
+    return (rows["label"] == "PNEUMONIA").to_numpy(dtype=np.float32)
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Inverse-frequency weights (`n / (2 * n_class)`), so both classes weigh the same in total."""
+    total = len(labels)
+    positives = float(labels.sum())
+    counts = {0: total - positives, 1: positives}
+    return {k: total / (2 * v) if v else 1.0 for k, v in counts.items()}
+
+
+def make_dataset(
+    paths: list[str],
+    labels: np.ndarray,
+    size: int,
+    batch_size: int,
+    augmenter: keras.Layer | None = None,
+    shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
+    """Decoded, resized and cached images; shuffled and augmented only for training."""
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    dataset = dataset.map(
+        lambda path, label: (decode_image(tf.io.read_file(path), size), label),
+        num_parallel_calls=AUTOTUNE,
+    ).cache()
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    if augmenter is not None:
+        dataset = dataset.map(
+            lambda images, y: (augmenter(images, training=True), y), num_parallel_calls=AUTOTUNE
+        )
+    return dataset.prefetch(AUTOTUNE)
+
+
+@dataclass(frozen=True)
+class SplitData:
+    rows: pd.DataFrame
+    paths: list[str]
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    train: SplitData
+    val: SplitData
+    test: SplitData
+    class_weight: dict[int, float] | None
+    prior: float
+
+
+def prepare_data(
+    manifest: pd.DataFrame, store: ObjectStore, cfg: TrainConfig, cache_dir: Path
+) -> PreparedData:
+    """Usable rows of each split with local file paths; fails clearly if a split is unusable."""
+    splits = {}
+    for name in ("train", "val", "test"):
+        rows = usable_rows(manifest, name, cfg.max_images_per_split, cfg.seed)
+        labels = labels_of(rows)
+        if len(rows) == 0 or len(np.unique(labels)) < 2:
+            raise ValueError(
+                f"split {name!r} needs images of both classes, has {len(rows)} usable rows"
+            )
+        splits[name] = SplitData(rows, local_files(store, list(rows["key"]), cache_dir), labels)
+    train_labels = splits["train"].labels
+    return PreparedData(
+        **splits,
+        class_weight=class_weights(train_labels) if cfg.class_weights else None,
+        prior=float(train_labels.mean()),
+    )
+
+
+def predict_files(model: keras.Model, paths: list[str], batch_size: int = 32) -> np.ndarray:
+    """PNEUMONIA probabilities for image files, at the model's own input size."""
+    size = int(model.inputs[0].shape[1])
+    dataset = make_dataset(paths, np.zeros(len(paths), np.float32), size, batch_size)
+    return model.predict(dataset.map(lambda x, _: x), verbose=0).ravel()

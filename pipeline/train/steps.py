@@ -1,0 +1,128 @@
+"""Training steps as the flows call them: prepare data, fit, evaluate, gate, register.
+
+Each step is a plain function over values, a store, a registry and settings; the flows only wire
+them into tasks and decide what to log.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.adapters.registry import MODEL_NAMES, Registry, RegistryError
+from pipeline.adapters.storage import ObjectStore
+from pipeline.data.manifest import load_manifest
+from pipeline.data.steps import ValidationSummary
+from pipeline.settings import Settings
+from pipeline.train.candidate import Registration, build_candidate
+from pipeline.train.evaluation import (
+    ChampionScore,
+    Evaluation,
+    evaluate_candidate,
+    rescore_champion,
+)
+from pipeline.train.fit import TrainedModel, fine_tune, resolve_weights, train_cnn, train_resnet
+from pipeline.train.gates import GateDecision, decide_gate
+from pipeline.train.inputs import PreparedData, prepare_data
+from pipeline.train.models import inference_copy
+from pipeline.train.plots import plot_augmentation_grid
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every model of one run shares: where its data came from, where its reports go."""
+
+    manifest_id: str
+    gx_result: str
+    run_dir: Path
+    artifacts: list[Path] = field(default_factory=list)
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """Tags every version of this run carries."""
+        return {"manifest_id": self.manifest_id, "gx_result": self.gx_result, **self.extra_tags}
+
+
+def prepare_training_data(store: ObjectStore, settings: Settings, manifest_id: str) -> PreparedData:
+    """Usable rows of each split of the manifest, with local files for tf.data."""
+    _, manifest = load_manifest(store, manifest_id)
+    return prepare_data(manifest, store, settings.training, settings.home / "cache")
+
+
+def start_run(validation: ValidationSummary, data: PreparedData, settings: Settings) -> RunContext:
+    """The run's report folder (timestamped) with the augmentation grid every model logs."""
+    report = validation.report
+    run_dir = settings.reports_dir / "training" / time.strftime("%Y%m%dT%H%M%S")
+    augment_png = plot_augmentation_grid(data, settings.training, run_dir / "augmentation.png")
+    return RunContext(
+        manifest_id=validation.manifest_id,
+        gx_result=f"passed {sum(c.success for c in report.checks)}/{len(report.checks)}"
+        f" critical+warning checks, {len(report.warnings)} warnings",
+        run_dir=run_dir,
+        artifacts=[augment_png],
+    )
+
+
+def train_model(
+    kind: str, data: PreparedData, store: ObjectStore, settings: Settings
+) -> TrainedModel:
+    """Fit the CNN from scratch, or the ResNet from the weights the settings name."""
+    cfg = settings.training
+    if kind == "cnn":
+        return train_cnn(data, cfg)
+    weights = resolve_weights(cfg.resnet_weights, store, settings.home / "cache")
+    return train_resnet(data, cfg, weights)
+
+
+def fine_tune_champion(
+    registry: Registry, data: PreparedData, settings: Settings
+) -> tuple[TrainedModel, str]:
+    """Warm start from the ResNet champion; returns the fine-tuned model and the version used."""
+    name = MODEL_NAMES["resnet"]
+    current = registry.champion_version(name)
+    if current is None:
+        raise RegistryError(f"{name} has no champion to retrain")
+    version = str(current.version)
+    model = registry.load_version(name, version)
+    source = f"{name} v{version}"
+    return fine_tune(model, source, data, settings.training, settings.retrain_epochs), version
+
+
+def evaluate_model(
+    trained: TrainedModel, data: PreparedData, settings: Settings, out_dir: Path
+) -> Evaluation:
+    return evaluate_candidate(trained, data, settings.threshold, out_dir)
+
+
+def rescore_current_champion(
+    registry: Registry, kind: str, data: PreparedData
+) -> ChampionScore | None:
+    return rescore_champion(registry, MODEL_NAMES[kind], data)
+
+
+def gate_model(
+    evaluation: Evaluation, champion: ChampionScore | None, settings: Settings
+) -> GateDecision:
+    return decide_gate(evaluation.metrics, champion.metrics if champion else None, settings.gates)
+
+
+def register_model(
+    registry: Registry,
+    trained: TrainedModel,
+    evaluation: Evaluation,
+    decision: GateDecision,
+    data: PreparedData,
+    context: RunContext,
+    settings: Settings,
+) -> Registration:
+    """Log and register the model; `champion` moves to it only if its gate passed."""
+    candidate = build_candidate(
+        trained, evaluation, decision, data, settings, context.provenance, context.artifacts
+    )
+    run_id, version = registry.log_candidate(candidate, inference_copy(trained.model))
+    name = MODEL_NAMES[trained.kind]
+    if decision.passed:
+        registry.move_champion(name, version, f"gate passed in run {run_id}")
+    return Registration(name, version, run_id, decision.passed)

@@ -1,0 +1,57 @@
+"""`pneumo predict` then `pneumo drift` as a user runs them: fresh processes, another folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import processes
+from tests.conftest import REPO
+from tests.e2e.conftest import Trained
+
+pytestmark = pytest.mark.slow
+
+
+def pneumo(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> tuple[int, str]:
+    """Run the CLI in its own process; (exit code, output)."""
+    command = [sys.executable, "-m", "flows.cli", *args]
+    with processes.running("pneumo " + args[0], command, env=env, cwd=cwd, log=log) as process:
+        code = process.wait(timeout=600)
+    return code, log.read_text(errors="replace")
+
+
+def test_drift_runs_on_its_own_from_another_folder(trained: Trained, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PNEUMO_", "MLFLOW_", "PREFECT_API"))
+    }
+    env |= {
+        "PNEUMO_HOME": str(trained.home),
+        "PNEUMO_DRIFT__MIN_CURRENT": "10",
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        # The CLI is run from another folder: it finds the project's modules by path only.
+        "PYTHONPATH": str(REPO),
+    }
+    code, out = pneumo(["predict", str(trained.data / "test")], env, elsewhere, tmp_path / "p.log")
+    assert code == 0, out[-3000:]
+    assert "(champion) scored 10 images" in out
+
+    code, out = pneumo(
+        ["drift", "--last", "10", "--no-retrain"], env, elsewhere, tmp_path / "d.log"
+    )
+    assert code == 0, out[-3000:]
+    verdicts = [
+        line
+        for line in out.splitlines()
+        if line.startswith(("no drift (report: ", "drift detected (report: "))
+    ]
+    assert len(verdicts) == 1, out[-3000:]
+    assert "10 current vs" in out
+    assert list(elsewhere.iterdir()) == []  # no mlflow.db, mlruns or reports beside the user
+    assert not (REPO / "mlflow.db").exists() and (trained.home / "mlflow.db").is_file()

@@ -1,0 +1,212 @@
+"""The training flow against real servers: S3 storage, MLflow with proxied artifacts, Prefect."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from minio import Minio
+
+from pipeline.settings import Settings
+from tests import processes
+from tests.conftest import FAST_TRAINING, tiny_subset
+from tests.integration.conftest import s3_env
+from tests.integration.services import BIN, S3Credentials
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_training_flow_on_servers_completes_with_artifacts_in_s3(
+    s3: S3Credentials, mlflow_url: tuple[str, str], prefect_api: str, monkeypatch, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.training import training_pipeline
+
+    tracking_url, bucket = mlflow_url
+    env = s3_env(monkeypatch, s3, secrets.token_hex(4))
+    monkeypatch.setenv("PNEUMO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_url)
+    for key, value in FAST_TRAINING.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PNEUMO_GATES__MIN_AUC", "0")
+    data = tiny_subset(tmp_path / "chest_xray")
+
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        state = training_pipeline(data_path=str(data), return_state=True)
+        summary = state.result()
+        with get_client(sync_client=True) as client:
+            flow_run = client.read_flow_run(state.state_details.flow_run_id)
+    assert flow_run.state.is_completed()
+    assert flow_run.name and flow_run.flow_id
+
+    s3_client = Minio(s3.endpoint, s3.access_key, s3.secret_key, secure=False)
+    for kind in ("cnn", "resnet"):
+        run_id = summary["models"][kind]["run_id"]
+        keys = {
+            o.object_name
+            for o in s3_client.list_objects(bucket, prefix="artifacts/", recursive=True)
+            if run_id in o.object_name
+        }
+        assert any(k.endswith("model/data/model.keras") for k in keys), keys
+        assert any(k.endswith("evaluation/gradcam.png") for k in keys)
+    raw = list(s3_client.list_objects(env["PNEUMO_S3_BUCKET_RAW"], prefix="raw/", recursive=True))
+    assert len(raw) == 38  # 19 images per class in the tiny subset
+    assert not (tmp_path / "home" / "mlartifacts").exists()  # nothing written beside the server
+
+
+@pytest.fixture
+def isolated(prefect_api: str) -> Iterator[Settings]:
+    """Settings with a work pool of this test's own; on the way out, everything the test put on
+    the shared Prefect server goes: deployments, their automations, unfinished flow runs, pools.
+
+    So one test's schedules or drift trigger can never start runs on another test's worker.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Cancelled
+
+    pool = f"pneumo-test-{secrets.token_hex(4)}"
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        yield Settings(work_pool=pool)
+        waiting = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+        unfinished = FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=waiting))
+        )
+        with get_client(sync_client=True) as client:
+            for automation in client.read_automations():
+                client.delete_automation(automation.id)
+            for deployment in client.read_deployments():
+                client.delete_deployment(deployment.id)
+            for run in client.read_flow_runs(flow_run_filter=unfinished):
+                client.set_flow_run_state(run.id, Cancelled(), force=True)
+            for work_pool in client.read_work_pools():
+                if work_pool.name.startswith("pneumo-test-"):
+                    client.delete_work_pool(work_pool.name)
+
+
+def test_deployments_are_registered_with_their_schedules(isolated: Settings) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.deployments import deploy_all
+
+    settings = isolated.model_copy(
+        update={
+            "training_cron": "0 4 * * 2",
+            "drift_cron": "30 5 * * *",
+            "retrain_cron": "0 2 * * 6",
+        }
+    )
+    ids = deploy_all(settings)
+    with get_client(sync_client=True) as client:
+        deployments = {name: client.read_deployment_by_name(name) for name in ids}
+        pool = client.read_work_pool(settings.work_pool)
+    assert pool.type == "process"
+    crons = {name: [s.schedule.cron for s in d.schedules] for name, d in deployments.items()}
+    assert crons == {
+        "training-pipeline/weekly-training": ["0 4 * * 2"],
+        "drift-check/daily-drift-check": ["30 5 * * *"],
+        "retrain-champion/retrain-on-drift": ["0 2 * * 6"],
+    }
+    assert all(d.work_pool_name == settings.work_pool for d in deployments.values())
+    assert deployments["drift-check/daily-drift-check"].parameters == {"trigger": "event"}
+    assert (
+        deployments["training-pipeline/weekly-training"].entrypoint
+        == "flows/training.py:training_pipeline"
+    )
+
+
+def test_drift_event_starts_a_retrain_flow_run(isolated: Settings) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+
+    from flows.deployments import deploy_all
+    from flows.monitoring import DRIFT_EVENT
+
+    resource = f"{DRIFT_EVENT}:s3://pneumo-data/reports/drift/{secrets.token_hex(4)}.html"
+    retrain_id = deploy_all(isolated)["retrain-champion/retrain-on-drift"]
+    by_deployment = DeploymentFilter(id=DeploymentFilterId(any_=[retrain_id]))
+
+    def runs_for_event() -> list:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(deployment_filter=by_deployment)
+        return [r for r in runs if r.parameters.get("drift_report") == resource]
+
+    # The server starts matching a new automation once its trigger service has loaded it:
+    # re-send the event until a run appears, rather than guess how long that takes.
+    runs: list = []
+    for _ in range(6):
+        emit_event(event=DRIFT_EVENT, resource={"prefect.resource.id": resource})
+        EventsWorker.drain_all(timeout=10, at_exit=False)
+        try:
+            runs = wait_until(runs_for_event, bool, timeout=15, what="a retrain flow run")
+            break
+        except AssertionError:
+            continue
+    assert runs, f"no retrain-champion flow run was created for {resource} after 6 events"
+    assert runs[0].parameters["reason"] == "drift detected"
+
+
+def test_deployment_run_completes_on_a_process_worker(
+    s3: S3Credentials,
+    mlflow_url: tuple[str, str],
+    prefect_api: str,
+    isolated: Settings,
+    monkeypatch,
+    tmp_path: Path,
+) -> None:
+    """`prefect deployment run` (here: run_deployment) -> worker -> a completed flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    from flows.deployments import deploy_all
+    from pipeline.adapters.backends import open_store
+    from pipeline.data.steps import ingest_dataset
+
+    env = {
+        **s3_env(monkeypatch, s3, secrets.token_hex(4)),
+        **FAST_TRAINING,
+        "PNEUMO_HOME": str(tmp_path / "home"),
+        "PNEUMO_WORK_POOL": isolated.work_pool,
+        "MLFLOW_TRACKING_URI": mlflow_url[0],
+        "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "0",
+        "PREFECT_API_URL": prefect_api,
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    ingest_dataset(tiny_subset(tmp_path / "chest_xray"), open_store(settings), settings)
+    deploy_all(settings)
+    log = tmp_path / "worker.log"
+    command = [
+        str(BIN / "prefect"), "worker", "start", "--pool", settings.work_pool, "--type", "process",
+    ]  # fmt: skip
+    with processes.running("prefect worker", command, env={**os.environ}, cwd=tmp_path, log=log):
+        flow_run = run_deployment("training-pipeline/weekly-training", timeout=0)
+        with get_client(sync_client=True) as client:
+            flow_run = wait_until(
+                lambda: client.read_flow_run(flow_run.id),
+                lambda run: run.state.is_final(),
+                timeout=300,
+                interval=2,
+                what="the training flow run to finish on the worker",
+                describe=lambda run: (
+                    f"state {run.state.name}; worker log: "
+                    + log.read_text(errors="replace")[-2000:]
+                ),
+            )
+    assert flow_run.state.is_completed(), log.read_text(errors="replace")[-3000:]

@@ -1,0 +1,31 @@
+"""Batch inference with the champion: bad images skipped with reasons."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.monitor.batch import predict_batch
+from pipeline.monitor.champion import Champion
+from pipeline.monitor.drift_features import (
+    FEATURE_COLUMNS,
+    fit_projection,
+)
+from pipeline.settings import TrainConfig
+from pipeline.train.models import build_cnn
+from tests.conftest import image_bytes
+
+
+def test_batch_prediction_skips_bad_images_with_reasons() -> None:
+    model = build_cnn(TrainConfig(image_size=32), prior=0.8)
+    projection = fit_projection(np.random.default_rng(0).normal(size=(10, 256)))
+    champion = Champion("pneumonia-resnet", "3", "run", 0.5, model, projection, pd.DataFrame())
+    items = [("good.jpeg", image_bytes((64, 48))), ("empty.jpeg", b""), ("notes.txt", b"hi")]
+    predictions, rejected = predict_batch(champion, items, max_pixels=10_000_000)
+    assert list(predictions["image"]) == ["good.jpeg"]
+    assert predictions.loc[0, "probability"] == pytest.approx(0.8, abs=1e-4)
+    assert predictions.loc[0, "label"] == "PNEUMONIA" and predictions.loc[0, "model_version"] == "3"
+    assert set(FEATURE_COLUMNS) <= set(predictions.columns)
+    assert dict(zip(rejected["image"], rejected["issue"], strict=True)) == {
+        "empty.jpeg": "empty file (0 bytes)",
+        "notes.txt": "unsupported file extension '.txt'",
+    }

@@ -1,0 +1,32 @@
+"""Per-image drift features and the stored PCA projection."""
+
+import numpy as np
+import pytest
+
+from pipeline.monitor.drift_features import (
+    Projection,
+    fit_projection,
+    image_features,
+)
+from pipeline.monitor.simulate import shift_image
+from tests.conftest import SAMPLE
+
+XRAY = sorted((SAMPLE / "test" / "NORMAL").iterdir())[0].read_bytes()
+
+
+def test_features_react_to_blur_and_contrast() -> None:
+    base = image_features(XRAY)
+    assert base["width"] > 500 and base["aspect_ratio"] == pytest.approx(
+        base["width"] / base["height"]
+    )
+    assert image_features(shift_image(XRAY, "blur"))["sharpness"] < base["sharpness"] / 2
+    assert image_features(shift_image(XRAY, "contrast"))["contrast"] < base["contrast"] / 2
+    assert 0 < base["entropy"] <= 8
+
+
+def test_projection_round_trips_through_json() -> None:
+    embeddings = np.random.default_rng(0).normal(size=(40, 16))
+    projection = fit_projection(embeddings)
+    again = Projection.from_json(projection.to_json())
+    np.testing.assert_allclose(again.transform(embeddings), projection.transform(embeddings))
+    assert projection.transform(embeddings).shape == (40, 5)
