@@ -94,8 +94,12 @@ class Registry:
 
         Tags go on both the run and the version; the new version gets the `challenger` alias.
         """
+        from mlflow.tracking.context.registry import resolve_tags
+
         name = MODEL_NAMES[candidate.kind]
-        run = self.client.create_run(self.experiment_id(), run_name=name, tags=candidate.tags)
+        # The same context tags (user, source, git commit) that mlflow.start_run records.
+        tags = resolve_tags(candidate.tags)
+        run = self.client.create_run(self.experiment_id(), run_name=name, tags=tags)
         run_id = run.info.run_id
         try:
             self._log_run_contents(run_id, candidate, model)
