@@ -54,6 +54,12 @@ def no_process_left_behind():
         pytest.fail("processes started by the tests were left behind: " + "; ".join(problems))
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Processes that had to be killed are reported even when no test failed because of it."""
+    for problem in processes.PROBLEMS:
+        terminalreporter.write_line(f"process teardown: {problem}")
+
+
 # Gates that any model passes: for tests about what happens after a pass.
 OPEN_GATES = {
     "PNEUMO_GATES__MIN_AUC": "0",
