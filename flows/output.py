@@ -68,6 +68,8 @@ def print_training(summary: dict, settings: Settings) -> None:
         typer.echo("  champion: " + ("moved to this version" if model["champion"] else "unchanged"))
         phases = ", ".join(f"{k} {v}" for k, v in model["timings"].items())
         typer.echo(f"  wall times (s): {phases}; {model['train_images_per_second']} train img/s")
+        fitting = ", ".join(f"{k} {v}" for k, v in model["train_phases"].items())
+        typer.echo(f"  training phases (s): {fitting}")
     typer.echo(
         "data wall times (s): " + ", ".join(f"{k} {v}" for k, v in summary["timings"].items())
     )
@@ -82,7 +84,9 @@ def print_training(summary: dict, settings: Settings) -> None:
 def print_predictions(batch: BatchPrediction) -> None:
     champion = batch.champion
     typer.echo(
-        f"{champion.name} v{champion.version} (champion) scored {len(batch.predictions)} images"
+        f"{champion.name} v{champion.version} (champion; weights: "
+        f"{champion.info.get('weights_source') or 'not recorded'}) "
+        f"scored {len(batch.predictions)} images"
     )
     for row in batch.rejected.itertuples():
         typer.echo(f"  skipped {row.image}: {row.issue}")

@@ -70,7 +70,14 @@ async def health(state: State) -> JSONResponse:
         return JSONResponse(
             {"status": "not ready", "error": state.holder.last_error}, status_code=503
         )
-    return JSONResponse({"status": "ready", "model": champion.name, "version": champion.version})
+    return JSONResponse(
+        {
+            "status": "ready",
+            "model": champion.name,
+            "version": champion.version,
+            "weights_source": champion.info.get("weights_source"),
+        }
+    )
 
 
 @router.get("/model")

@@ -32,6 +32,10 @@ for _key, _value in {
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
 SHARED_DATA = Path(os.environ.get("PNEUMO_SHARED_DATA", REPO.parent / "shared" / "data"))
+# The ImageNet ResNet50 weights Keras would download, as a file (no download here).
+SHARED_WEIGHTS = (
+    SHARED_DATA.parent / "weights" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+)
 
 
 # A flow run in seconds: the `tiny` profile (32 px, one epoch, random ResNet weights), and data

@@ -47,6 +47,8 @@ def build_candidate(
         "class_weight": data.class_weight,
         "train_seconds": round(trained.seconds, 1),
         "train_images_per_second": round(trained.images_per_second, 2),
+        **{f"train_seconds_{phase}": seconds for phase, seconds in trained.phases.items()},
+        **{f"train_epochs_{phase}": epochs for phase, epochs in trained.epochs.items()},
     }
     example = prepare_image(Path(data.test.paths[0]).read_bytes(), cfg.image_size)[None]
     return Candidate(
@@ -118,6 +120,7 @@ def summarise(
             "gate_reasons": o.decision.reasons,
             "weights_source": o.trained.weights_source,
             "train_images_per_second": round(o.trained.images_per_second, 2),
+            "train_phases": o.trained.phases,
             "timings": o.timings,
         }
     lines += ["", "Wall times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())]

@@ -43,10 +43,16 @@ def evaluate_candidate(
         probability=test_scores, predicted=np.where(test_scores >= threshold, "PNEUMONIA", "NORMAL")
     )
     predictions.to_csv(out_dir / "test_predictions.csv", index=False)
+    # The scores the threshold was chosen on: to audit the choice or study another rule.
+    val_columns = ["path", "label", "patient_id"]
+    data.val.rows[val_columns].assign(probability=val_scores).to_csv(
+        out_dir / "val_predictions.csv", index=False
+    )
     artifacts = [
         out_dir / "classification_report.txt",
         out_dir / "metrics.json",
         out_dir / "test_predictions.csv",
+        out_dir / "val_predictions.csv",
         plot_confusion(metrics, out_dir / "confusion_matrix.png", title),
         plot_roc_pr(data.test.labels, test_scores, out_dir / "roc_pr.png", title),
         plot_gradcam_examples(trained, data.test, test_scores, threshold, out_dir / "gradcam.png"),

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from pipeline.adapters.storage import ObjectStore
 from pipeline.settings import TrainConfig
@@ -18,6 +21,7 @@ from pipeline.train.models import (
     compile_model,
     unfreeze_top,
 )
+from pipeline.train.transfer import ResNetParts, compute_activations, repeat_labels, split_resnet
 
 STORE_SCHEME = "store://"
 
@@ -30,6 +34,12 @@ class TrainedModel:
     seconds: float = 0.0
     images_seen: int = 0
     weights_source: str = "none (trained from scratch)"
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per training phase
+    epochs: dict[str, int] = field(default_factory=dict)  # epochs run per training phase
+
+    def add_phase(self, name: str, seconds: float) -> None:
+        self.phases[name] = round(self.phases.get(name, 0.0) + seconds, 1)
+        self.seconds += seconds
 
     @property
     def images_per_second(self) -> float:
@@ -46,37 +56,67 @@ def _datasets(data: PreparedData, cfg: TrainConfig, size: int):
 
 
 def _fit(
-    model: keras.Model, data: PreparedData, cfg: TrainConfig, epochs: int, trained: TrainedModel
+    model: keras.Model,
+    train: tf.data.Dataset | tuple[np.ndarray, np.ndarray],
+    val: tf.data.Dataset | tuple[np.ndarray, np.ndarray],
+    epochs: int,
+    cfg: TrainConfig,
+    class_weight: dict[int, float] | None,
+    trained: TrainedModel,
+    phase: str,
+    samples: int,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> None:
-    """One training phase with early stopping on val AUC; appends to the history."""
+    """One training phase with early stopping on val AUC; appends to the history and timings.
+
+    `train` is a dataset of (images, labels) or arrays (inputs, labels), shuffled each epoch.
+    """
     if epochs <= 0:
         return
-    train, val = _datasets(data, cfg, int(model.inputs[0].shape[1]))
     stop = keras.callbacks.EarlyStopping(
         monitor="val_auc", mode="max", patience=cfg.patience, restore_best_weights=True
     )
+    arrays = isinstance(train, tuple)  # else a dataset of batches
     start = time.perf_counter()
     history = model.fit(
-        train,
+        *(train if arrays else (train,)),
+        batch_size=cfg.batch_size if arrays else None,
         validation_data=val,
         epochs=epochs,
-        class_weight=data.class_weight,
-        callbacks=[stop],
+        class_weight=class_weight,
+        callbacks=[stop, *callbacks],
         verbose=2,
     )
-    trained.seconds += time.perf_counter() - start
+    trained.add_phase(phase, time.perf_counter() - start)
     ran = len(history.history.get("loss", []))
-    trained.images_seen += ran * len(data.train.paths)
+    trained.epochs[phase] = trained.epochs.get(phase, 0) + ran
+    trained.images_seen += ran * samples
     for name, values in history.history.items():
         trained.history.setdefault(name, []).extend(float(v) for v in values)
 
 
-def train_cnn(data: PreparedData, cfg: TrainConfig) -> TrainedModel:
+def _fit_images(
+    model: keras.Model,
+    data: PreparedData,
+    cfg: TrainConfig,
+    epochs: int,
+    trained: TrainedModel,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> None:
+    """A phase over decoded (and augmented) images: the CNN, or a ResNet without pretraining."""
+    train, val = _datasets(data, cfg, int(model.inputs[0].shape[1]))
+    samples = len(data.train.paths)
+    _fit(model, train, val, epochs, cfg, data.class_weight, trained, "fit", samples, callbacks)
+
+
+def train_cnn(
+    data: PreparedData, cfg: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ()
+) -> TrainedModel:
     keras.utils.set_random_seed(cfg.seed)
     model = build_cnn(cfg, data.prior)
     compile_model(model, cfg.cnn_learning_rate)
     trained = TrainedModel("cnn", model)
-    _fit(model, data, cfg, cfg.cnn_epochs, trained)
+    _fit_images(model, data, cfg, cfg.cnn_epochs, trained, callbacks)
     return trained
 
 
@@ -119,28 +159,116 @@ def build_resnet_with_weights(
 
 
 def train_resnet(data: PreparedData, cfg: TrainConfig, weights: str | None) -> TrainedModel:
-    """Pretrained: head on a frozen base, then the top layers at a lower rate. Else: all layers."""
+    """Pretrained: head on cached frozen features, then the top blocks. Else: all layers."""
     keras.utils.set_random_seed(cfg.seed)
     model, source = build_resnet_with_weights(cfg, weights, data.prior)
     trained = TrainedModel("resnet", model, weights_source=source)
     if source.startswith("none"):
         compile_model(model, cfg.resnet_learning_rate)
-        _fit(model, data, cfg, cfg.resnet_head_epochs + cfg.resnet_finetune_epochs, trained)
+        _fit_images(model, data, cfg, cfg.resnet_scratch_epochs, trained)
         return trained
-    compile_model(model, cfg.resnet_learning_rate)
-    _fit(model, data, cfg, cfg.resnet_head_epochs, trained)
-    unfreeze_top(model, cfg.resnet_unfreeze_layers)
-    compile_model(model, cfg.resnet_finetune_learning_rate)
-    _fit(model, data, cfg, cfg.resnet_finetune_epochs, trained)
+    fit_pretrained(split_resnet(model, cfg.resnet_unfreeze_blocks), data, cfg, trained)
     return trained
+
+
+def fit_pretrained(
+    parts: ResNetParts,
+    data: PreparedData,
+    cfg: TrainConfig,
+    trained: TrainedModel,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> None:
+    """Both phases on activations cached once; `callbacks` watch every epoch (benchmarks)."""
+    cached = cache_activations(parts, data, cfg, trained)
+    train_head(parts, cached, data, cfg, trained, callbacks)
+    train_top(parts, cached, data, cfg, cfg.resnet_finetune_epochs, trained, callbacks)
+
+
+@dataclass(frozen=True)
+class CachedActivations:
+    """Activations at the cut: training images (all views, view-major) and validation images."""
+
+    train: np.ndarray
+    train_labels: np.ndarray
+    val: np.ndarray
+
+
+def cache_activations(
+    parts: ResNetParts, data: PreparedData, cfg: TrainConfig, trained: TrainedModel
+) -> CachedActivations:
+    """Run the frozen bottom once per training view and validation image."""
+    start = time.perf_counter()
+    augmenter = build_augmenter(cfg.augment, cfg.seed) if cfg.resnet_feature_views > 1 else None
+    views = cfg.resnet_feature_views
+    train = compute_activations(parts.bottom, data.train.paths, cfg.batch_size, augmenter, views)
+    val = compute_activations(parts.bottom, data.val.paths, cfg.batch_size)
+    trained.add_phase("cache", time.perf_counter() - start)
+    return CachedActivations(train, repeat_labels(data.train.labels, views), val)
+
+
+def train_head(
+    parts: ResNetParts,
+    cached: CachedActivations,
+    data: PreparedData,
+    cfg: TrainConfig,
+    trained: TrainedModel,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> None:
+    """Phase 1: the head alone, on pooled features the frozen top computes once."""
+    start = time.perf_counter()
+    train = parts.features.predict(cached.train, batch_size=cfg.batch_size, verbose=0)
+    val = parts.features.predict(cached.val, batch_size=cfg.batch_size, verbose=0)
+    trained.add_phase("features", time.perf_counter() - start)
+    compile_model(parts.head, cfg.resnet_learning_rate)
+    _fit(
+        parts.head,
+        (train, cached.train_labels),
+        (val, data.val.labels),
+        cfg.resnet_head_epochs,
+        cfg,
+        data.class_weight,
+        trained,
+        "head",
+        len(train),
+        callbacks,
+    )
+
+
+def train_top(
+    parts: ResNetParts,
+    cached: CachedActivations,
+    data: PreparedData,
+    cfg: TrainConfig,
+    epochs: int,
+    trained: TrainedModel,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> None:
+    """Phase 2: the blocks above the cut and the head, BatchNormalization frozen, at a low rate."""
+    if epochs <= 0 or parts.unfrozen_layers == 0:
+        return
+    unfreeze_top(trained.model, parts.unfrozen_layers)
+    compile_model(parts.top, cfg.resnet_finetune_learning_rate, xla=True)
+    _fit(
+        parts.top,
+        (cached.train, cached.train_labels),
+        (cached.val, data.val.labels),
+        epochs,
+        cfg,
+        data.class_weight,
+        trained,
+        "fine_tune",
+        len(cached.train),
+        callbacks,
+    )
 
 
 def fine_tune(
     model: keras.Model, source: str, data: PreparedData, cfg: TrainConfig, epochs: int
 ) -> TrainedModel:
-    """Warm start: continue training a registered model at the fine-tuning learning rate."""
+    """Warm start: continue training a registered ResNet's top blocks on cached activations."""
     keras.utils.set_random_seed(cfg.seed)
-    compile_model(model, cfg.resnet_finetune_learning_rate)
     trained = TrainedModel("resnet", model, weights_source=f"warm start from {source}")
-    _fit(model, data, cfg, epochs, trained)
+    parts = split_resnet(model, cfg.resnet_unfreeze_blocks)
+    cached = cache_activations(parts, data, cfg, trained)
+    train_top(parts, cached, data, cfg, epochs, trained)
     return trained

@@ -20,7 +20,8 @@ def choose_threshold(
     """
     if len(np.unique(labels)) < 2:
         return 0.5, "0.5 (validation split has one class)"
-    fpr, tpr, thresholds = skm.roc_curve(labels, scores)
+    # Every distinct score is a candidate: the default drops points inside runs of tied scores.
+    fpr, tpr, thresholds = skm.roc_curve(labels, scores, drop_intermediate=False)
     thresholds = np.minimum(thresholds, 1.0)  # roc_curve's first threshold is +inf
     if cfg.rule == "target_sensitivity":
         reaching = np.flatnonzero(tpr >= cfg.target_sensitivity)

@@ -53,17 +53,25 @@ def _head(features: keras.KerasTensor, prior: float, dropout: float) -> keras.Ke
 
 
 def build_cnn(cfg: TrainConfig, prior: float = 0.5) -> keras.Model:
-    """A from-scratch CNN: four Conv-BN-ReLU-MaxPool blocks with growing width and dropout."""
+    """A from-scratch CNN: four Conv-MaxPool-BN-ReLU blocks with growing width and dropout.
+
+    Pooling comes before BatchNormalization and ReLU: max-pooling commutes with ReLU (and with
+    BN for a positive scale), so the block computes nearly the same function while BN and ReLU,
+    memory-bound on a CPU, touch a quarter of the values: training ran about 2x faster at 128 px
+    on 2 cores. The last block keeps 128 filters (not 256): another 1.5x, which lets the
+    `cpu-small` run train both models on the full train split in about 20 minutes.
+    """
     inputs = keras.Input((cfg.image_size, cfg.image_size, 1), name="image")
     x = keras.layers.Rescaling(1.0 / 255, name="scale")(inputs)
-    for block, filters in enumerate((32, 64, 128, 256)):
+    for block, filters in enumerate((32, 64, 128, 128)):
         last = block == 3
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        if not last:
+            x = keras.layers.MaxPooling2D()(x)
         # momentum 0.9: moving statistics must settle within the few steps a small dataset gives
         x = keras.layers.BatchNormalization(momentum=0.9)(x)
         x = keras.layers.Activation("relu", name=GRADCAM_LAYER if last else None)(x)
         if not last:
-            x = keras.layers.MaxPooling2D()(x)
             x = keras.layers.Dropout(0.1 * (block + 1))(x)
     return keras.Model(inputs, _head(x, prior, 0.4), name="pneumonia_cnn")
 
@@ -106,8 +114,15 @@ def unfreeze_top(model: keras.Model, layers: int) -> int:
     return sum(layer.trainable and bool(layer.weights) for layer in base.layers)
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
+def compile_model(model: keras.Model, learning_rate: float, xla: bool = False) -> None:
+    """Adam, binary cross-entropy, and the metrics early stopping and the reports read.
+
+    `xla`: compile the training step with XLA. On this CPU that made fine-tuning the top blocks
+    on cached activations ~4x faster (TensorFlow's own kernels for the gradients of small-spatial
+    convolutions are slow), but a full-size ResNet or the CNN no faster.
+    """
     model.compile(
+        jit_compile=xla,
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="binary_crossentropy",
         metrics=[

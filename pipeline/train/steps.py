@@ -86,7 +86,9 @@ def fine_tune_champion(
         raise RegistryError(f"{name} has no champion to retrain")
     version = str(current.version)
     model = registry.load_version(name, version)
-    source = f"{name} v{version}"
+    # The champion's own origin too: "which weights does it have" must stay answerable.
+    origin = current.tags.get("weights_source", "not recorded")
+    source = f"{name} v{version} ({origin})"
     return fine_tune(model, source, data, settings.training, settings.retrain_epochs), version
 
 

@@ -1,8 +1,8 @@
 """One Prefect test server and one trained state directory, shared by every end-to-end test.
 
-`trained` runs the training flow once on a tiny real subset (both models, open gates): version 1
-of each model, champion. Tests that change the registry assert relative to what they find, so
-they pass in any order.
+`trained` runs the training flow once on a tiny real subset (both models, the ResNet from the
+shared ImageNet weights, open gates): version 1 of each model, champion. Tests that change the
+registry assert relative to what they find, so they pass in any order.
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST_TRAINING, OPEN_GATES, tiny_subset
+from tests.conftest import FAST_TRAINING, OPEN_GATES, SHARED_WEIGHTS, tiny_subset
+
+# The ResNet as users get it: ImageNet weights (the shared file), frozen phase, then the top block.
+PRETRAINED = {
+    "PNEUMO_TRAIN__RESNET_WEIGHTS": str(SHARED_WEIGHTS),
+    "PNEUMO_TRAIN__RESNET_FINETUNE_EPOCHS": "1",
+    "PNEUMO_TRAIN__RESNET_UNFREEZE_BLOCKS": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,7 @@ def trained(tmp_path_factory, prefect_harness) -> Trained:
 
     tmp = tmp_path_factory.mktemp("trained")
     data = tiny_subset(tmp / "chest_xray")
-    env = {**FAST_TRAINING, **OPEN_GATES, "PNEUMO_HOME": str(tmp / "home")}
+    env = {**FAST_TRAINING, **PRETRAINED, **OPEN_GATES, "PNEUMO_HOME": str(tmp / "home")}
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)

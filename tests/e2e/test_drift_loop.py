@@ -67,7 +67,8 @@ def test_washed_out_batch_drifts_and_retrains_a_new_version(loop, registry) -> N
     tags = registry.client.get_model_version(RESNET, retrained["version"]).tags
     assert tags["drift_report_uri"] == drift["report_uri"]
     assert tags["retrain_reason"].startswith("drift in ") and tags["warm_start_from"] == scored_by
-    assert tags["weights_source"] == f"warm start from {RESNET} v{scored_by}"
+    origin = registry.client.get_model_version(RESNET, scored_by).tags["weights_source"]
+    assert tags["weights_source"] == f"warm start from {RESNET} v{scored_by} ({origin})"
     scored_run = registry.client.get_model_version(RESNET, scored_by).run_id
     reports = {a.path for a in registry.client.list_artifacts(scored_run, "drift")}
     assert any(p.endswith(".html") for p in reports) and any(p.endswith(".json") for p in reports)

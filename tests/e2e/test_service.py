@@ -51,13 +51,14 @@ def upload(path: Path, field: str = "file") -> dict:
 
 def test_health_and_model_describe_the_champion(client, registry) -> None:
     serving = state(client).holder.current.version
+    tags = registry.client.get_model_version("pneumonia-resnet", serving).tags
     assert client.get("/health").json() == {
         "status": "ready",
         "model": "pneumonia-resnet",
         "version": serving,
+        "weights_source": tags["weights_source"],
     }
     model = client.get("/model").json()
-    tags = registry.client.get_model_version("pneumonia-resnet", serving).tags
     assert model["version"] == serving and model["alias"] == "champion"
     assert model["weights_source"] == tags["weights_source"] and len(model["manifest_id"]) == 16
     assert 0 <= model["metrics"]["roc_auc"] <= 1

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from tests.conftest import SHARED_WEIGHTS
 from tests.e2e.conftest import Trained, champion_of, latest_version
 
 pytestmark = pytest.mark.slow
@@ -26,6 +29,7 @@ def worse_run(trained: Trained, registry) -> tuple[dict, dict[str, str]]:
             **trained.env,
             "PNEUMO_TRAIN__CNN_EPOCHS": "0",
             "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "0",
+            "PNEUMO_TRAIN__RESNET_FINETUNE_EPOCHS": "0",
             "PNEUMO_GATES__MIN_AUC": "0.51",
         }.items():
             env.setenv(key, value)
@@ -46,8 +50,35 @@ def test_first_run_registers_both_models_and_makes_them_champion(trained, regist
         assert version.tags["gx_result"].startswith("passed")
         assert version.tags["champion_reason"].startswith("gate passed in run")
     resnet = registry.client.get_model_version("pneumonia-resnet", "1")
-    assert resnet.tags["weights_source"].startswith("none")
+    assert resnet.tags["weights_source"] == f"file:{SHARED_WEIGHTS}"
     assert resnet.tags["profile"] == "tiny"
+
+
+def test_pretrained_resnet_trains_in_two_phases_and_reloads_with_the_same_probabilities(
+    trained, registry, tmp_path: Path
+) -> None:
+    import keras
+
+    from pipeline.train.inputs import predict_files
+    from pipeline.train.models import BASE_LAYER
+
+    resnet = trained.summary["models"]["resnet"]
+    assert {"cache", "head", "fine_tune"} <= set(resnet["train_phases"])
+    model = registry.load_version("pneumonia-resnet", "1")
+    # Reloaded from MLflow: the probabilities the evaluation reported for the test split.
+    folder = registry.client.download_artifacts(resnet["run_id"], "evaluation", str(tmp_path))
+    reported = pd.read_csv(Path(folder) / "test_predictions.csv")
+    paths = [str(trained.data / path) for path in reported["path"]]
+    np.testing.assert_allclose(predict_files(model, paths), reported["probability"], atol=1e-5)
+    # BatchNormalization kept ImageNet's statistics through both phases.
+    imagenet = keras.applications.ResNet50(
+        include_top=False, weights=str(SHARED_WEIGHTS), input_shape=(32, 32, 3)
+    )
+    for layer in imagenet.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            saved = model.get_layer(BASE_LAYER).get_layer(layer.name).get_weights()
+            for got, want in zip(saved, layer.get_weights(), strict=True):
+                np.testing.assert_array_equal(got, want)
 
 
 def test_plots_and_reports_are_run_artifacts(trained, registry) -> None:

@@ -37,7 +37,7 @@ def test_training_flow_on_servers_completes_with_artifacts_in_s3(
     # What is tested is where artifacts land, not ResNet training (the end-to-end tests train
     # it): an untrained ResNet head is registered and evaluated all the same, without the ~50 s
     # of tracing a ResNet50 training step costs.
-    monkeypatch.setenv("PNEUMO_TRAIN__RESNET_HEAD_EPOCHS", "0")
+    monkeypatch.setenv("PNEUMO_TRAIN__RESNET_SCRATCH_EPOCHS", "0")
     monkeypatch.setenv("PNEUMO_GATES__MIN_AUC", "0")
     data = tiny_subset(tmp_path / "chest_xray")
 
@@ -186,7 +186,7 @@ def test_deployment_run_completes_on_a_process_worker(
         "PNEUMO_HOME": str(tmp_path / "home"),
         "PNEUMO_WORK_POOL": isolated.work_pool,
         "MLFLOW_TRACKING_URI": mlflow_url[0],
-        "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "0",
+        "PNEUMO_TRAIN__RESNET_SCRATCH_EPOCHS": "0",
         "PREFECT_API_URL": prefect_api,
         "PREFECT_WORKER_QUERY_SECONDS": "2",
     }

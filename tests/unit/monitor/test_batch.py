@@ -17,7 +17,8 @@ from tests.conftest import image_bytes
 
 def test_batch_prediction_skips_bad_images_with_reasons() -> None:
     model = build_cnn(TrainConfig(image_size=32), prior=0.8)
-    projection = fit_projection(np.random.default_rng(0).normal(size=(10, 256)))
+    width = model.get_layer("pool").output.shape[-1]  # the embedding the probe returns
+    projection = fit_projection(np.random.default_rng(0).normal(size=(10, width)))
     champion = Champion("pneumonia-resnet", "3", "run", 0.5, model, projection, pd.DataFrame())
     items = [("good.jpeg", image_bytes((64, 48))), ("empty.jpeg", b""), ("notes.txt", b"hi")]
     predictions, rejected = predict_batch(champion, items, max_pixels=10_000_000)

@@ -14,6 +14,16 @@ def test_threshold_reaches_target_sensitivity_at_the_highest_possible_cut() -> N
     assert "target sensitivity 0.75" in rule
 
 
+def test_threshold_considers_points_a_straight_stretch_of_the_roc_curve_would_hide() -> None:
+    # Every positive outscores every negative: the ROC curve rises straight up the axis, and
+    # roc_curve's default keeps only its ends, i.e. sensitivity 1.0 where 0.8 was asked.
+    labels = np.array([1, 1, 1, 1, 1, 0, 0])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.2, 0.1, 0.05])
+    threshold, _ = choose_threshold(labels, scores, ThresholdConfig(target_sensitivity=0.75))
+    assert threshold == 0.6
+    assert compute_metrics(labels, scores, threshold)["sensitivity"] == 0.8
+
+
 def test_youden_threshold_maximises_tpr_minus_fpr() -> None:
     labels = np.array([0, 0, 0, 1, 1, 1, 1])
     scores = np.array([0.1, 0.2, 0.7, 0.6, 0.8, 0.85, 0.9])

@@ -29,7 +29,7 @@ def test_cnn_has_the_required_layers_and_predicts_the_prior_untrained() -> None:
     assert {"Conv2D", "MaxPooling2D", "Dropout", "BatchNormalization"} <= layer_types(model)
     images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 1)).astype("float32")
     np.testing.assert_allclose(model.predict(images, verbose=0).ravel(), 0.7, atol=1e-5)
-    assert model.get_layer(GRADCAM_LAYER).output.shape[-1] == 256
+    assert model.get_layer(GRADCAM_LAYER).output.shape[-1] == 128
 
 
 def test_resnet_from_scratch_trains_every_layer() -> None:
