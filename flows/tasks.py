@@ -127,8 +127,10 @@ def register_task(
 def reference_task(
     trained: TrainedModel, data: PreparedData, run_id: str, settings: Settings
 ) -> None:
+    # Held-out images, scored out-of-sample as production images will be: the training images
+    # would look more confident to the model than anything it sees later.
     registry = Registry.from_settings(settings)
-    log_reference_profile(registry, trained.model, data.train.paths, run_id)
+    log_reference_profile(registry, trained.model, data.val.paths, run_id)
 
 
 @task(name="drift-check", **IO)

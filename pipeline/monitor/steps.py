@@ -61,7 +61,7 @@ def predict_source(
 
 
 def reference_profile(model, paths: list[str]) -> tuple[pd.DataFrame, Projection]:
-    """Drift features of the training images, with the PCA fitted on their embeddings."""
+    """Drift features of `paths` (held-out images), with the PCA fitted on their embeddings."""
     images = [Path(p).read_bytes() for p in paths]
     probabilities, embeddings = probe_images(embedding_model(model), images)
     projection = fit_projection(embeddings)
