@@ -8,6 +8,7 @@ imported inside the commands that need them, after the runtime environment is se
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from flows import output
+from flows import output, runtime
 from pipeline.settings import Settings
 
 app = typer.Typer(help="pneumo-ops: pneumonia detection in chest X-rays, from data to registry.")
@@ -32,6 +33,7 @@ class Cli:
     """What every command gets from the callback."""
 
     settings: Settings
+    verbose: bool = False
 
 
 def load_settings() -> Settings:
@@ -75,6 +77,9 @@ def main(
         Profile | None,
         typer.Option(help="Training profile (default: PNEUMO_PROFILE, else cpu-small)."),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option(help="Print full tracebacks (they always go to the log file).")
+    ] = False,
 ) -> None:
     """pneumo-ops: pneumonia detection in chest X-rays, from data to registry."""
     if profile is not None:
@@ -82,7 +87,41 @@ def main(
         os.environ["PNEUMO_PROFILE"] = profile
     settings = load_settings()
     configure_runtime(settings)
-    ctx.obj = Cli(settings)
+    runtime.exit_on_sigterm()
+    runtime.mark_as_parent()
+    for pid in runtime.stop_orphaned_servers(os.environ["PREFECT_HOME"]):
+        typer.echo(f"stopped the temporary Prefect server (pid {pid}) of a killed pneumo")
+    ctx.obj = Cli(settings, verbose)
+
+
+def run() -> None:
+    """The `pneumo` entry point: an unexpected failure ends with its one-line cause.
+
+    The full traceback goes to PNEUMO_HOME/logs/pneumo.log, and to the terminal with --verbose.
+    """
+    try:
+        app()
+    except Exception as exc:
+        home = Path(os.environ.get("PNEUMO_HOME", ".pneumo"))
+        log = runtime.write_traceback(exc, home, sys.argv[1:])
+        if "--verbose" in sys.argv:
+            raise
+        cause = str(exc).splitlines()[0] if str(exc) else ""
+        typer.secho(f"error: {type(exc).__name__}: {cause}", fg="red", err=True)
+        typer.echo(f"(full traceback in {log}; --verbose prints it)", err=True)
+        raise SystemExit(1) from None
+
+
+@contextmanager
+def flow_process(cli: Cli) -> Iterator[None]:
+    """Around a flow call: end what killed commands left, tag the new runs with this process."""
+    if not cli.verbose:
+        runtime.quiet_tracebacks()
+    crashed = runtime.crash_orphaned_flow_runs()
+    if crashed:
+        typer.echo(f"marked {len(crashed)} flow runs of killed pneumo processes as crashed")
+    with runtime.tagged_as_owner():
+        yield
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -135,19 +174,20 @@ def validate(ctx: typer.Context) -> None:
         require_valid(summary)
 
 
-def run_training(data: Path | None, settings: Settings) -> None:
+def run_training(data: Path | None, cli: Cli) -> None:
     from flows.training import training_pipeline
     from pipeline.data.steps import DataValidationError
+    from pipeline.locks import LockTimeoutError
 
-    with reported(DataValidationError, code=1):
+    with flow_process(cli), reported(DataValidationError, code=1), reported(LockTimeoutError):
         summary = training_pipeline(data_path=str(data) if data else None)
-    output.print_training(summary, settings)
+    output.print_training(summary, cli.settings)
 
 
 @app.command()
 def train(ctx: typer.Context) -> None:
     """Run the training pipeline on the latest ingested manifest."""
-    run_training(None, settings_of(ctx))
+    run_training(None, ctx.ensure_object(Cli))
 
 
 @app.command()
@@ -156,7 +196,7 @@ def demo(
     data: Annotated[Path, typer.Option(help="Folder to run the demo on.")] = DEMO_DATA,
 ) -> None:
     """The whole training pipeline on the bundled real sample (no servers needed)."""
-    run_training(data, settings_of(ctx))
+    run_training(data, ctx.ensure_object(Cli))
 
 
 @app.command()
@@ -199,13 +239,14 @@ def predict(
     predict_and_print(source, out, settings_of(ctx))
 
 
-def drift_and_print(settings: Settings, retrain: bool, last: int | None, days: int | None) -> None:
+def drift_and_print(cli: Cli, retrain: bool, last: int | None, days: int | None) -> None:
     from flows.monitoring import drift_check
     from pipeline.adapters.registry import RegistryError
+    from pipeline.locks import LockTimeoutError
 
-    with reported(RegistryError):
+    with flow_process(cli), reported(RegistryError, LockTimeoutError):
         summary = drift_check(trigger="direct" if retrain else "none", last_n=last, days=days)
-    output.print_drift(summary, settings)
+    output.print_drift(summary, cli.settings)
 
 
 @app.command()
@@ -215,8 +256,8 @@ def drift(
     days: Annotated[int | None, typer.Option(help="Only predictions of the last D days.")] = None,
     retrain: Annotated[bool, typer.Option(help="Retrain the champion on drift.")] = True,
 ) -> None:
-    """Evidently drift check of the champion's recent predictions against its training images."""
-    drift_and_print(settings_of(ctx), retrain, last, days)
+    """Evidently drift check of the champion's recent predictions against its reference."""
+    drift_and_print(ctx.ensure_object(Cli), retrain, last, days)
 
 
 @app.command()
@@ -230,8 +271,10 @@ def retrain(
     """Fine-tune the champion (plus new labels), gate it and register it."""
     from flows.monitoring import retrain_champion
     from pipeline.adapters.registry import RegistryError
+    from pipeline.locks import LockTimeoutError
 
-    with reported(RegistryError):
+    cli = ctx.ensure_object(Cli)
+    with flow_process(cli), reported(RegistryError, LockTimeoutError):
         summary = retrain_champion(reason=reason, labeled_path=str(labeled) if labeled else None)
     output.print_training(summary, settings_of(ctx))
 
@@ -267,7 +310,7 @@ def demo_drift(
         count += simulate(kind, batch / "val", DEMO_DATA / "val")
         typer.echo(f"wrote {count} {kind} images to {batch}")
         predict_and_print(str(batch), None, settings)
-        drift_and_print(settings, retrain_on_drift, count, None)
+        drift_and_print(ctx.ensure_object(Cli), retrain_on_drift, count, None)
 
 
 @app.command()
@@ -294,10 +337,12 @@ def promote(
 ) -> None:
     """Move the champion alias to VERSION of MODEL by hand."""
     from pipeline.adapters.registry import Registry, RegistryError
+    from pipeline.locks import LockTimeoutError
 
-    with reported(RegistryError):
-        Registry.from_settings(settings_of(ctx)).promote(model, version, reason, force=force)
-    typer.echo(f"{model}: champion -> version {version}")
+    settings = settings_of(ctx)
+    with reported(RegistryError, LockTimeoutError), champion_lock(settings, "promote"):
+        moved = Registry.from_settings(settings).promote(model, version, reason, force=force)
+    typer.echo(f"{model}: champion -> version {version}" + ("" if moved else " (already)"))
 
 
 @app.command()
@@ -308,11 +353,40 @@ def rollback(
 ) -> None:
     """Move the champion alias back to the version it replaced."""
     from pipeline.adapters.registry import Registry, RegistryError
+    from pipeline.locks import LockTimeoutError
 
-    with reported(RegistryError):
-        previous = Registry.from_settings(settings_of(ctx)).rollback(model, reason)
+    settings = settings_of(ctx)
+    with reported(RegistryError, LockTimeoutError), champion_lock(settings, "rollback"):
+        previous = Registry.from_settings(settings).rollback(model, reason)
     typer.echo(f"{model}: champion -> version {previous}")
 
 
+@app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Find and end what crashed commands left: incomplete versions, runs stuck in RUNNING."""
+    from pipeline.adapters.registry import Registry
+
+    cli = ctx.ensure_object(Cli)
+    registry = Registry.from_settings(cli.settings)
+    with champion_lock(cli.settings, "doctor"):
+        incomplete = registry.mark_incomplete()
+        runs = registry.fail_orphaned_runs()
+    flow_runs = runtime.crash_orphaned_flow_runs()
+    for name, version, why in incomplete:
+        typer.echo(f"{name} v{version}: marked incomplete, aliases removed ({why})")
+    typer.echo(
+        f"{len(incomplete)} incomplete versions marked; {len(runs)} MLflow runs and "
+        f"{len(flow_runs)} flow runs of killed processes marked failed/crashed"
+    )
+
+
+@contextmanager
+def champion_lock(settings: Settings, purpose: str) -> Iterator[None]:
+    from pipeline.locks import exclusive_lock, lock_path
+
+    with exclusive_lock(lock_path(settings.home), settings.lock_timeout_s, purpose):
+        yield
+
+
 if __name__ == "__main__":
-    app()
+    run()

@@ -45,6 +45,8 @@ def _deploy(flow, entrypoint: str, name: str, settings: Settings, **options) -> 
         build=False,
         push=False,
         tags=["pneumo"],
+        # One run of each at a time; across deployments the champion lock serialises the moves.
+        concurrency_limit=1,
         print_next_steps=False,
         **options,
     )

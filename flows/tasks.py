@@ -14,9 +14,10 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import State
 
-from pipeline.adapters.backends import open_store
-from pipeline.adapters.registry import Registry
+from pipeline.adapters.backends import is_transient, open_store
+from pipeline.adapters.registry import Reference, Registry
 from pipeline.data.steps import (
     IngestSummary,
     LabeledSummary,
@@ -26,7 +27,8 @@ from pipeline.data.steps import (
     require_valid,
     validate_dataset,
 )
-from pipeline.monitor.steps import DriftCheck, log_reference_profile, run_drift_check
+from pipeline.locks import exclusive_lock, lock_path
+from pipeline.monitor.steps import DriftCheck, profile_reference, run_drift_check
 from pipeline.settings import Settings
 from pipeline.train.candidate import ModelOutcome, Registration
 from pipeline.train.evaluation import ChampionScore, Evaluation
@@ -45,9 +47,23 @@ from pipeline.train.steps import (
     train_model,
 )
 
+
+def retry_if_transient(_task, _task_run, state: State) -> bool:
+    """Retry only what another attempt may fix (network, 5xx, a locked database)."""
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, BaseException) and is_transient(exc)
+
+
 # Tasks pass models and frames in memory; hashing them for Prefect's cache would cost more than
-# recomputing, so caching is off and I/O tasks retry instead.
-IO = {"retries": 2, "retry_delay_seconds": 5, "cache_policy": NO_CACHE}
+# recomputing, so caching is off and I/O tasks retry instead, on transient errors only: a
+# retried `register` after its version was created would register a second one, and bad input
+# fails the same way every time.
+IO = {
+    "retries": 2,
+    "retry_delay_seconds": 5,
+    "retry_condition_fn": retry_if_transient,
+    "cache_policy": NO_CACHE,
+}
 COMPUTE = {"cache_policy": NO_CACHE}
 
 
@@ -110,27 +126,34 @@ def gate_task(
     return gate_model(evaluation, champion, settings)
 
 
-@task(name="register", **IO)
+# Never retried: a retry after the version was created would register a second one.
+@task(name="register", **COMPUTE)
 def register_task(
     trained: TrainedModel,
     evaluation: Evaluation,
     decision: GateDecision,
     data: PreparedData,
     context: RunContext,
+    reference: Reference | None,
     settings: Settings,
 ) -> Registration:
     registry = Registry.from_settings(settings)
-    return register_model(registry, trained, evaluation, decision, data, context, settings)
+    return register_model(
+        registry, trained, evaluation, decision, data, context, settings, reference
+    )
 
 
-@task(name="reference-profile", **IO)
-def reference_task(
-    trained: TrainedModel, data: PreparedData, run_id: str, settings: Settings
-) -> None:
+@task(name="reference-profile", **COMPUTE)
+def reference_task(trained: TrainedModel, data: PreparedData) -> Reference:
     # Held-out images, scored out-of-sample as production images will be: the training images
     # would look more confident to the model than anything it sees later.
-    registry = Registry.from_settings(settings)
-    log_reference_profile(registry, trained.model, data.val.paths, run_id)
+    return profile_reference(trained.model, data.val.paths)
+
+
+@task(name="recover", **IO)
+def recover_task(settings: Settings) -> list[str]:
+    """MLflow runs a killed process left RUNNING on this host are marked FAILED."""
+    return Registry.from_settings(settings).fail_orphaned_runs()
 
 
 @task(name="drift-check", **IO)
@@ -148,6 +171,9 @@ def prepare_run(
     settings: Settings, timings: dict[str, float], data_path: str | None
 ) -> PreparedRun:
     """Ingest (optional), validate, prepare the data and the run's report folder."""
+    failed = recover_task(settings)
+    if failed:
+        get_run_logger().warning("marked FAILED %d MLflow runs of killed processes", len(failed))
     if data_path:
         with timed(timings, "ingest"):
             ingest_task(data_path, settings)
@@ -161,18 +187,27 @@ def prepare_run(
 def evaluate_gate_register(
     trained: TrainedModel, run: PreparedRun, settings: Settings, phase: dict[str, float]
 ) -> ModelOutcome:
-    """Evaluate, re-score the champion, gate, register (moving `champion` on a pass)."""
+    """Evaluate, profile, then under the champion lock: re-score the champion, gate, register.
+
+    Everything the version needs exists before it is registered, and `champion` moves last; the
+    lock keeps the champion the gate compared against in place until then.
+    """
     kind, data, context = trained.kind, run.data, run.context
     with timed(phase, "evaluate"):
         evaluation = evaluate_task(trained, data, settings, context.run_dir / kind)
-    with timed(phase, "rescore_champion"):
-        champion = rescore_task(kind, data, settings)
-    decision = gate_task(evaluation, champion, settings)
-    get_run_logger().info("%s gate: %s", kind, decision.summary())
-    with timed(phase, "register"):
-        registered = register_task(trained, evaluation, decision, data, context, settings)
-    if kind == "resnet":  # the monitored model: drift is judged against what it saw
+    reference = None
+    if kind == "resnet":  # the monitored model: its drift reference is registered with it
         with timed(phase, "reference_profile"):
-            reference_task(trained, data, registered.run_id, settings)
+            reference = reference_task(trained, data)
+    lock = lock_path(settings.home)
+    with exclusive_lock(lock, settings.lock_timeout_s, f"register {kind}"):
+        with timed(phase, "rescore_champion"):
+            champion = rescore_task(kind, data, settings)
+        decision = gate_task(evaluation, champion, settings)
+        get_run_logger().info("%s gate: %s", kind, decision.summary())
+        with timed(phase, "register"):
+            registered = register_task(
+                trained, evaluation, decision, data, context, reference, settings
+            )
     before = champion.version if champion else None
     return ModelOutcome(kind, evaluation, decision, registered, trained, before, phase)

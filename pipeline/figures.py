@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.files import atomic_path
+
 
 def pyplot():
     import matplotlib
@@ -18,7 +20,7 @@ def save_figure(fig, out: Path) -> Path:
     """Lay out, write (creating the folder) and close, so figures never pile up in memory."""
     plt = pyplot()
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return out

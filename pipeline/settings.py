@@ -190,6 +190,8 @@ class Settings(BaseSettings):
     retrain_cron: str = "0 4 * * 0"
     drift: DriftConfig = DriftConfig()
     retrain_epochs: int = Field(2, ge=0, description="fine-tuning epochs when retraining")
+    # Registration and promotion wait this long for another command that is moving `champion`.
+    lock_timeout_s: float = Field(900.0, gt=0)
     # Prediction service (`pneumo serve`).
     serve_poll_seconds: float = Field(30.0, gt=0, description="how often the alias is re-read")
     serve_max_upload_bytes: int = Field(20_000_000, ge=1)

@@ -6,13 +6,21 @@ MLflow's process-wide tracking URI, so two registries in one process (a test ses
 cannot see each other's state. Aliases `champion` and `challenger` replace the deprecated stages.
 Every move of `champion` records who, why and the version it replaced, so rollback needs no
 other state.
+
+A version is registered in one call, with all its tags, after everything it needs (model,
+evaluation artifacts, reference profile) is stored in its run: a crash leaves either no version
+or a complete one. The callers that move `champion` hold `pipeline.locks.champion_lock`.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import math
+import os
+import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -37,10 +45,49 @@ PIP_REQUIREMENTS = ["tensorflow-cpu", "keras>=3", "numpy"]
 VERSION_INFO_TAGS = (
     "threshold", "weights_source", "manifest_id", "gate_passed", "git_commit", "profile",
 )  # fmt: skip
+# What a version must carry to be scored, promoted or served.
+REQUIRED_TAGS = ("threshold", "gate_passed", "weights_source", "image_size", "manifest_id")
+INCOMPLETE_TAG = "incomplete"
+HISTORY_PREFIX = "champion_move_"  # one registered-model tag per move: no read-modify-write
+OWNER_TAGS = ("pneumo_host", "pneumo_pid")  # which process a run belongs to (orphan detection)
 
 
 class RegistryError(Exception):
     """A registry request that cannot be honoured (unknown version, refused promotion)."""
+
+
+def threshold_of(version: Any) -> float:
+    """The decision threshold a version was registered with; never a silent default."""
+    raw = version.tags.get("threshold")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise RegistryError(
+            f"{version.name} version {version.version} has no usable threshold tag ({raw!r}): "
+            "it was not registered completely; `pneumo doctor` lists such versions"
+        )
+    return value
+
+
+def is_transient_registry_error(exc: BaseException) -> bool:
+    """An MLflow error worth retrying: the server answered 5xx or its database was locked."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    if isinstance(exc, RestException):  # an answer from a tracking server
+        return exc.get_http_status_code() >= 500
+    return isinstance(exc, MlflowException) and "database is locked" in str(exc)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 @dataclass(frozen=True)
@@ -54,6 +101,14 @@ class Candidate:
     artifacts: list[Path]
     tags: dict[str, str]
     input_example: np.ndarray
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The drift reference of a monitored model: per-image features and the fitted PCA."""
+
+    features: pd.DataFrame
+    projection: dict
 
 
 class Registry:
@@ -89,25 +144,38 @@ class Registry:
             location = self.artifacts_dir.resolve().as_uri()
         return self.client.create_experiment(self.experiment, artifact_location=location)
 
-    def log_candidate(self, candidate: Candidate, model: Any) -> tuple[str, str]:
-        """Log a run with the model and register it; returns (run_id, version).
+    def log_candidate(
+        self,
+        candidate: Candidate,
+        model: Any,
+        reference: Reference | None = None,
+        checkpoint: Callable[[str], None] = lambda step: None,
+    ) -> tuple[str, str]:
+        """Log a run with the model (and reference profile), then register it in one call.
 
-        Tags go on both the run and the version; the new version gets the `challenger` alias.
+        Returns (run_id, version). Tags go on both the run and the version; the new version gets
+        the `challenger` alias. `checkpoint(step)` is called at each step boundary (fault tests).
         """
         from mlflow.tracking.context.registry import resolve_tags
 
         name = MODEL_NAMES[candidate.kind]
         # The same context tags (user, source, git commit) that mlflow.start_run records.
-        tags = resolve_tags(candidate.tags)
+        owner = {OWNER_TAGS[0]: socket.gethostname(), OWNER_TAGS[1]: str(os.getpid())}
+        tags = resolve_tags({**candidate.tags, **owner})
         run = self.client.create_run(self.experiment_id(), run_name=name, tags=tags)
         run_id = run.info.run_id
+        checkpoint("register:run-created")
         try:
             self._log_run_contents(run_id, candidate, model)
+            if reference is not None:
+                self.log_reference(run_id, reference)
         except BaseException:
             self.client.set_terminated(run_id, "FAILED")
             raise
+        checkpoint("register:run-logged")
         self.client.set_terminated(run_id)
         version = self._register(name, f"{run.info.artifact_uri}/{MODEL_DIR}", run_id, candidate)
+        checkpoint("register:version-created")
         self.client.set_registered_model_alias(name, CHALLENGER, version)
         return run_id, version
 
@@ -196,13 +264,17 @@ class Registry:
 
     def move_champion(
         self, name: str, version: str, reason: str, *, rollback: bool = False
-    ) -> None:
-        """Point `champion` at `version`, recording who, why, when and what it replaced.
+    ) -> bool:
+        """Point `champion` at a complete `version`, recording who, why, when and what it replaced.
 
-        A rollback keeps the target's own `previous_champion`, so repeated rollbacks walk back
-        through the history instead of bouncing between two versions.
+        Returns False, recording nothing, when `version` already is the champion: a version is
+        never its own `previous_champion`. A rollback keeps the target's own
+        `previous_champion`, so repeated rollbacks walk back through the history.
         """
+        target = self.require_complete(name, version)
         current = self.champion_version(name)
+        if current is not None and str(current.version) == str(target.version):
+            return False
         stamp = {
             "champion_by": getpass.getuser(),
             "champion_reason": reason,
@@ -213,21 +285,30 @@ class Registry:
         self.client.set_registered_model_alias(name, CHAMPION, version)
         for key, value in stamp.items():
             self.client.set_model_version_tag(name, version, key, value)
-        tags = self.client.get_registered_model(name).tags
-        history = json.loads(tags.get("champion_history", "[]"))
-        history.append({"version": version, **stamp})
-        self.client.set_registered_model_tag(name, "champion_history", json.dumps(history[-50:]))
+        # The history is append-only: a new tag per move, numbered after the last one.
+        entry = {"version": str(version), "replaced": str(current.version) if current else ""}
+        moves = len(self.champion_history(name)) + 1
+        self.client.set_registered_model_tag(
+            name, f"{HISTORY_PREFIX}{moves:06d}", json.dumps({**entry, **stamp})
+        )
+        return True
 
-    def promote(self, name: str, version: str, reason: str, *, force: bool = False) -> None:
-        """Hand promotion; a version whose gate failed needs `force`."""
-        found = self.version(name, version)
+    def champion_history(self, name: str) -> list[dict]:
+        """Every move of `champion`, oldest first."""
+        tags = self.client.get_registered_model(name).tags
+        keys = sorted(k for k in tags if k.startswith(HISTORY_PREFIX))
+        return [json.loads(tags[k]) for k in keys]
+
+    def promote(self, name: str, version: str, reason: str, *, force: bool = False) -> bool:
+        """Hand promotion; a version whose gate failed needs `force`. False: already champion."""
+        found = self.require_complete(name, version)
         if found.tags.get("gate_passed") != "true" and not force:
             why = found.tags.get("gate_reasons", "no gate recorded")
             raise RegistryError(
                 f"{name} version {version} did not pass its gate ({why}); "
                 "use --force to promote it anyway"
             )
-        self.move_champion(name, version, f"{'forced ' if force else ''}promotion: {reason}")
+        return self.move_champion(name, version, f"{'forced ' if force else ''}promotion: {reason}")
 
     def rollback(self, name: str, reason: str) -> str:
         """Move `champion` back to the version it replaced; returns that version."""
@@ -235,22 +316,87 @@ class Registry:
         if current is None:
             raise RegistryError(f"model {name!r} has no champion to roll back")
         previous = current.tags.get("previous_champion", "")
-        if not previous:
+        if not previous or previous == str(current.version):
             raise RegistryError(
                 f"{name} champion version {current.version} replaced no earlier champion"
             )
-        self.version(name, previous)
         self.move_champion(
             name, previous, f"rollback from version {current.version}: {reason}", rollback=True
         )
         return previous
 
-    def log_reference(self, run_id: str, features: pd.DataFrame, projection: dict) -> None:
-        """Store the reference feature profile and PCA with the run that made the version."""
+    def missing_parts(self, version: Any) -> list[str]:
+        """What keeps a version from being usable: missing tags and artifacts, a doctor's mark."""
+        missing = self._missing_contents(version)
+        if version.tags.get(INCOMPLETE_TAG):
+            missing.append(f"marked incomplete ({version.tags[INCOMPLETE_TAG]})")
+        return missing
+
+    def _missing_contents(self, version: Any) -> list[str]:
+        missing = [f"tag {key}" for key in REQUIRED_TAGS if not version.tags.get(key)]
+        folders = {MODEL_DIR, "evaluation"}
+        if version.name == MODEL_NAMES["resnet"]:
+            folders.add(REFERENCE_DIR)
+        stored = (
+            {a.path for a in self.client.list_artifacts(version.run_id)}
+            if version.run_id
+            else set()
+        )
+        missing += [f"artifacts {folder}/" for folder in sorted(folders - stored)]
+        return missing
+
+    def require_complete(self, name: str, version: str) -> Any:
+        """The version, if it is complete; else a RegistryError saying what it lacks."""
+        found = self.version(name, version)
+        missing = self.missing_parts(found)
+        if missing:
+            raise RegistryError(
+                f"{name} version {version} is incomplete ({', '.join(missing)}): "
+                "it cannot be promoted or served"
+            )
+        return found
+
+    def mark_incomplete(self) -> list[tuple[str, str, str]]:
+        """Tag every incomplete version and drop its aliases; returns (model, version, why)."""
+        found = []
+        for model in self.client.search_registered_models():
+            for version in self.client.search_model_versions(f"name='{model.name}'"):
+                missing = self._missing_contents(version)
+                if not missing or version.tags.get(INCOMPLETE_TAG):
+                    continue
+                why = ", ".join(missing)
+                self.client.set_model_version_tag(model.name, version.version, INCOMPLETE_TAG, why)
+                # search results leave aliases out: read the version itself
+                for alias in self.client.get_model_version(model.name, version.version).aliases:
+                    self.client.delete_registered_model_alias(model.name, alias)
+                found.append((model.name, str(version.version), why))
+        return found
+
+    def fail_orphaned_runs(self) -> list[str]:
+        """Mark FAILED the RUNNING runs of this host whose process is gone; returns their ids."""
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is None:
+            return []
+        host = socket.gethostname()
+        runs = self.client.search_runs(
+            [found.experiment_id], filter_string="attributes.status = 'RUNNING'"
+        )
+        orphans = [
+            run.info.run_id
+            for run in runs
+            if run.data.tags.get(OWNER_TAGS[0]) == host
+            and not pid_alive(int(run.data.tags.get(OWNER_TAGS[1], "0") or 0))
+        ]
+        for run_id in orphans:
+            self.client.set_terminated(run_id, "FAILED")
+        return orphans
+
+    def log_reference(self, run_id: str, reference: Reference) -> None:
+        """Store the reference feature profile and PCA with the run that makes the version."""
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            features.to_parquet(folder / "features.parquet", index=False)
-            (folder / "projection.json").write_text(json.dumps(projection))
+            reference.features.to_parquet(folder / "features.parquet", index=False)
+            (folder / "projection.json").write_text(json.dumps(reference.projection))
             self.client.log_artifacts(run_id, str(folder), artifact_path=REFERENCE_DIR)
 
     def download_reference(self, run_id: str, target: Path) -> Path:

@@ -21,6 +21,7 @@ from pipeline.adapters.storage import (
     ObjectConflictError,
     ObjectNotFoundError,
     StorageError,
+    StorageUnavailableError,
     check_key,
     sha256_hex,
 )
@@ -32,10 +33,6 @@ AUTH_CODES = frozenset(
 TRANSIENT_CODES = frozenset({"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout"})
 MISSING_CODES = frozenset({"NoSuchKey", "NoSuchObject", "NotFound"})
 SHA_META = "sha256"
-
-
-class StorageUnavailableError(StorageError):
-    """The S3 endpoint did not answer usefully after every retry."""
 
 
 class StorageAuthError(StorageError):

@@ -27,6 +27,10 @@ class ObjectNotFoundError(StorageError):
     """The key holds no object."""
 
 
+class StorageUnavailableError(StorageError):
+    """The store did not answer usefully after every retry (network, 5xx): worth a later try."""
+
+
 class ObjectStore(Protocol):
     """What the pipeline needs from an object store."""
 

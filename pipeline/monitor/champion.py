@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.adapters.registry import MODEL_NAMES, Registry, RegistryError
+from pipeline.adapters.registry import MODEL_NAMES, Registry, RegistryError, threshold_of
 from pipeline.monitor.drift_features import Projection
 from pipeline.monitor.probe import embedding_model
 
@@ -26,7 +26,7 @@ class Champion:
     run_id: str
     threshold: float
     model: object
-    projection: Projection | None  # None: a version registered without a reference profile
+    projection: Projection
     reference: pd.DataFrame
     info: dict = field(default_factory=dict)
     probe: object = field(init=False, repr=False)
@@ -41,18 +41,20 @@ def load_champion(registry: Registry, cache_dir: Path, name: str = MONITORED_MOD
     if current is None:
         raise RegistryError(f"model {name!r} has no champion yet: train and promote one first")
     version = str(current.version)
-    projection, reference = None, pd.DataFrame()
+    # An incomplete champion (no threshold, no reference profile) is refused, not served with
+    # defaults: `pneumo doctor` finds such versions and `pneumo rollback` moves past them.
+    registry.require_complete(name, version)
     try:
         folder = registry.download_reference(current.run_id, cache_dir / f"{name}-v{version}")
         projection = Projection.from_json(json.loads((folder / "projection.json").read_text()))
         reference = pd.read_parquet(folder / "features.parquet")
-    except OSError:
-        pass  # serving and batch inference still work; the drift check says what is missing
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"{name} v{version}: reference profile unreadable: {exc}") from None
     return Champion(
         name=name,
         version=version,
         run_id=current.run_id,
-        threshold=float(current.tags.get("threshold", 0.5)),
+        threshold=threshold_of(current),
         model=registry.load_version(name, version),
         projection=projection,
         reference=reference,

@@ -9,6 +9,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageFilter
 
+from pipeline.files import write_atomic
+
 DriftKind = Literal["none", "contrast", "blur", "noise", "brightness"]
 
 
@@ -40,5 +42,5 @@ def simulate_batch(source: Path, out: Path, kind: DriftKind) -> int:
         target = out / f"{path.stem}-{kind}.jpeg"
         if target.exists():
             raise FileExistsError(f"{target} exists; choose an empty --out folder")
-        target.write_bytes(shift_image(path.read_bytes(), kind, seed=index))
+        write_atomic(target, shift_image(path.read_bytes(), kind, seed=index))
     return len(files)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.adapters.registry import Registry, RegistryError
+from pipeline.adapters.registry import Reference, Registry, RegistryError
 from pipeline.adapters.storage import ObjectStore
+from pipeline.files import atomic_path
 from pipeline.monitor.batch import predict_batch, read_images
 from pipeline.monitor.champion import Champion, load_champion
 from pipeline.monitor.drift import DriftResult, check_drift
@@ -54,8 +55,8 @@ def predict_source(
     predictions, rejected = predict_batch(champion, items, settings.ingest.max_pixels)
     log_key = append_inference_log(store, predictions)
     out = out or settings.reports_dir / "predictions" / f"{time.strftime('%Y%m%dT%H%M%S')}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    predictions.reindex(columns=PREDICTION_COLUMNS).to_csv(out, index=False)
+    with atomic_path(out) as tmp:
+        predictions.reindex(columns=PREDICTION_COLUMNS).to_csv(tmp, index=False)
     log_uri = store.uri(log_key) if log_key else None
     return BatchPrediction(champion, predictions, rejected, log_uri, out)
 
@@ -68,10 +69,10 @@ def reference_profile(model, paths: list[str]) -> tuple[pd.DataFrame, Projection
     return feature_table(images, embeddings, probabilities, projection), projection
 
 
-def log_reference_profile(registry: Registry, model, paths: list[str], run_id: str) -> None:
-    """Profile `paths` with `model` and store it with the run that registered the model."""
+def profile_reference(model, paths: list[str]) -> Reference:
+    """The drift reference a monitored model is registered with (see `reference_profile`)."""
     features, projection = reference_profile(model, paths)
-    registry.log_reference(run_id, features, projection.to_json())
+    return Reference(features, projection.to_json())
 
 
 @dataclass(frozen=True)

@@ -25,19 +25,22 @@ def build_candidate(
 ) -> Candidate:
     """Tags answer "where did this version come from and may it serve?"; params say how."""
     cfg = settings.training
+    # The model's own input size: a warm-started champion keeps its size whatever the profile.
+    size = int(trained.model.inputs[0].shape[1])
     tags = {
         **provenance,
         "git_commit": git_commit(),
         "weights_source": trained.weights_source,
-        "threshold": f"{evaluation.threshold:.6f}",
+        "threshold": repr(float(evaluation.threshold)),  # full precision: served as evaluated
         "threshold_rule": evaluation.threshold_rule,
         "gate_passed": str(decision.passed).lower(),
         "gate_reasons": "; ".join(decision.reasons)[:4900],
         "profile": settings.profile,
-        "image_size": str(cfg.image_size),
+        "image_size": str(size),
     }
     params = {
         **cfg.model_dump(exclude={"augment"}),
+        "image_size": size,
         **{f"augment_{k}": v for k, v in cfg.augment.model_dump().items()},
         "threshold_rule": settings.threshold.rule,
         "target_sensitivity": settings.threshold.target_sensitivity,
@@ -50,7 +53,7 @@ def build_candidate(
         **{f"train_seconds_{phase}": seconds for phase, seconds in trained.phases.items()},
         **{f"train_epochs_{phase}": epochs for phase, epochs in trained.epochs.items()},
     }
-    example = prepare_image(Path(data.test.paths[0]).read_bytes(), cfg.image_size)[None]
+    example = prepare_image(Path(data.test.paths[0]).read_bytes(), size)[None]
     return Candidate(
         kind=trained.kind,
         params=params,
@@ -93,10 +96,11 @@ def summarise(
     run_dir: Path,
 ) -> dict:
     """A JSON-able summary with a markdown rendering for the Prefect artifact."""
+    sizes = ", ".join(f"{o.kind} {o.trained.model.inputs[0].shape[1]} px" for o in outcomes)
     lines = [
         f"# training-pipeline: manifest `{provenance['manifest_id']}`",
         f"Data validation: {provenance['gx_result']}. Profile `{settings.profile}`, "
-        f"image size {settings.training.image_size}.",
+        f"image size {sizes}.",
         "",
         "| model | version | AUC | sens. | spec. | acc. | threshold | weights | gate | champion |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.adapters.registry import Registry
+from pipeline.adapters.registry import Registry, threshold_of
+from pipeline.files import atomic_path, write_atomic
 from pipeline.settings import ThresholdConfig
 from pipeline.train.fit import TrainedModel
 from pipeline.train.gradcam import plot_gradcam_grid
@@ -36,18 +37,17 @@ def evaluate_candidate(
     metrics = compute_metrics(data.test.labels, test_scores, threshold, data.test.rows["subtype"])
     title = f"{trained.kind} (test, n={len(test_scores)})"
     report = classification_report(data.test.labels, test_scores, threshold)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "classification_report.txt").write_text(report)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_atomic(out_dir / "classification_report.txt", report)
+    write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     predictions = data.test.rows[["path", "label", "subtype", "patient_id"]].assign(
         probability=test_scores, predicted=np.where(test_scores >= threshold, "PNEUMONIA", "NORMAL")
     )
-    predictions.to_csv(out_dir / "test_predictions.csv", index=False)
+    with atomic_path(out_dir / "test_predictions.csv") as tmp:
+        predictions.to_csv(tmp, index=False)
     # The scores the threshold was chosen on: to audit the choice or study another rule.
     val_columns = ["path", "label", "patient_id"]
-    data.val.rows[val_columns].assign(probability=val_scores).to_csv(
-        out_dir / "val_predictions.csv", index=False
-    )
+    with atomic_path(out_dir / "val_predictions.csv") as tmp:
+        data.val.rows[val_columns].assign(probability=val_scores).to_csv(tmp, index=False)
     artifacts = [
         out_dir / "classification_report.txt",
         out_dir / "metrics.json",
@@ -107,7 +107,7 @@ def rescore_champion(
     if current is None:
         return None
     model = registry.load_version(model_name, str(current.version))
-    threshold = float(current.tags.get("threshold", 0.5))
+    threshold = threshold_of(current)
     scores = predict_files(model, data.test.paths)
     metrics = compute_metrics(data.test.labels, scores, threshold, data.test.rows["subtype"])
     return ChampionScore(str(current.version), metrics)

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.adapters.storage import ObjectStore
+from pipeline.files import write_atomic
 from pipeline.settings import TrainConfig
 from pipeline.train.inputs import PreparedData, make_dataset
 from pipeline.train.models import (
@@ -129,10 +130,8 @@ def resolve_weights(spec: str, store: ObjectStore, cache_dir: Path) -> str | Non
         return "imagenet"
     if spec.startswith(STORE_SCHEME):
         key = spec[len(STORE_SCHEME) :]
-        target = cache_dir / "weights" / Path(key).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(store.get(key))
-        return str(target)
+        # Fetched every time (the key may point at new weights), written whole or not at all.
+        return str(write_atomic(cache_dir / "weights" / Path(key).name, store.get(key)))
     path = Path(spec).expanduser()
     if not path.is_file():
         raise ValueError(

@@ -17,6 +17,7 @@ import pandas as pd
 import tensorflow as tf
 
 from pipeline.adapters.storage import ObjectStore
+from pipeline.files import cached_file
 from pipeline.settings import TrainConfig
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -34,19 +35,21 @@ def prepare_image(data: bytes, size: int) -> np.ndarray:
     return decode_image(tf.constant(data), size).numpy()
 
 
-def local_files(store: ObjectStore, keys: list[str], cache_dir: Path) -> list[str]:
-    """Local paths of stored objects: the store's own file when it has one, else a cached copy."""
+def local_files(
+    store: ObjectStore, keys: list[str], digests: list[str], cache_dir: Path
+) -> list[str]:
+    """Local paths of stored objects: the store's own file when it has one, else a cached copy.
+
+    A cached copy is checked against the manifest's sha256, so a file cut off by a killed run is
+    fetched again instead of being trained on.
+    """
     paths = []
-    for key in keys:
+    for key, digest in zip(keys, digests, strict=True):
         uri = Path(store.uri(key))
         if uri.is_file():
             paths.append(str(uri))
             continue
-        target = cache_dir / key
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(store.get(key))
-        paths.append(str(target))
+        paths.append(str(cached_file(cache_dir / key, digest, lambda key=key: store.get(key))))
     return paths
 
 
@@ -129,7 +132,8 @@ def prepare_data(
             raise ValueError(
                 f"split {name!r} needs images of both classes, has {len(rows)} usable rows"
             )
-        splits[name] = SplitData(rows, local_files(store, list(rows["key"]), cache_dir), labels)
+        paths = local_files(store, list(rows["key"]), list(rows["sha256"]), cache_dir)
+        splits[name] = SplitData(rows, paths, labels)
     train_labels = splits["train"].labels
     return PreparedData(
         **splits,

@@ -10,10 +10,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.adapters.registry import MODEL_NAMES, Registry, RegistryError
+from pipeline.adapters.registry import MODEL_NAMES, Reference, Registry, RegistryError
 from pipeline.adapters.storage import ObjectStore
 from pipeline.data.manifest import load_manifest
 from pipeline.data.steps import ValidationSummary
+from pipeline.faults import checkpoint
 from pipeline.settings import Settings
 from pipeline.train.candidate import Registration, build_candidate
 from pipeline.train.evaluation import (
@@ -118,13 +119,20 @@ def register_model(
     data: PreparedData,
     context: RunContext,
     settings: Settings,
+    reference: Reference | None = None,
 ) -> Registration:
-    """Log and register the model; `champion` moves to it only if its gate passed."""
+    """Log and register the model; `champion` moves to it, last, only if its gate passed.
+
+    The caller holds the champion lock from re-scoring the champion to here, so the champion
+    the gate compared against is still the champion when it is replaced.
+    """
     candidate = build_candidate(
         trained, evaluation, decision, data, settings, context.provenance, context.artifacts
     )
-    run_id, version = registry.log_candidate(candidate, inference_copy(trained.model))
+    model = inference_copy(trained.model)
+    run_id, version = registry.log_candidate(candidate, model, reference, checkpoint)
     name = MODEL_NAMES[trained.kind]
     if decision.passed:
+        checkpoint("register:before-champion")
         registry.move_champion(name, version, f"gate passed in run {run_id}")
     return Registration(name, version, run_id, decision.passed)

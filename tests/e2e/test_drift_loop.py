@@ -28,6 +28,8 @@ def loop(trained: Trained, registry):
             **trained.env,
             "PNEUMO_DRIFT__MIN_CURRENT": "10",
             "PNEUMO_RETRAIN_EPOCHS": "1",
+            # A profile size other than the champion's 32 px: the retrain keeps the model's own.
+            "PNEUMO_TRAIN__IMAGE_SIZE": "48",
         }.items():
             env.setenv(key, value)
         settings = Settings()
@@ -67,6 +69,7 @@ def test_washed_out_batch_drifts_and_retrains_a_new_version(loop, registry) -> N
     tags = registry.client.get_model_version(RESNET, retrained["version"]).tags
     assert tags["drift_report_uri"] == drift["report_uri"]
     assert tags["retrain_reason"].startswith("drift in ") and tags["warm_start_from"] == scored_by
+    assert tags["image_size"] == "32" and float(tags["threshold"]) == retrained["threshold"]
     origin = registry.client.get_model_version(RESNET, scored_by).tags["weights_source"]
     assert tags["weights_source"] == f"warm start from {RESNET} v{scored_by} ({origin})"
     scored_run = registry.client.get_model_version(RESNET, scored_by).run_id

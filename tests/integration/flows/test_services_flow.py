@@ -124,6 +124,7 @@ def test_deployments_are_registered_with_their_schedules(isolated: Settings) -> 
         "retrain-champion/retrain-on-drift": ["0 2 * * 6"],
     }
     assert all(d.work_pool_name == settings.work_pool for d in deployments.values())
+    assert all(d.global_concurrency_limit.limit == 1 for d in deployments.values())
     assert deployments["drift-check/daily-drift-check"].parameters == {"trigger": "event"}
     assert (
         deployments["training-pipeline/weekly-training"].entrypoint

@@ -1,0 +1,145 @@
+"""The CLI process and what it leaves behind: signals, orphaned servers and runs, error output.
+
+`pneumo` may be stopped with Ctrl-C, SIGTERM or SIGKILL. The first two end the process through
+Python's normal exit, so Prefect's temporary server is stopped and the flow run is marked as
+crashed. SIGKILL cannot be caught: the next command finds what the killed one left (a temporary
+server whose parent is gone, flow and MLflow runs still RUNNING for a dead process) and ends it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.adapters.registry import pid_alive
+
+PARENT_ENV = "PNEUMO_PARENT_PID"  # inherited by Prefect's temporary server: whose child it is
+HOST_TAG, PID_TAG = "pneumo-host:", "pneumo-pid:"
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM raises SystemExit like Ctrl-C raises KeyboardInterrupt: exit handlers run."""
+
+    def stop(signum: int, _frame) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def mark_as_parent() -> None:
+    """Let this process's temporary Prefect server be recognised if this process is killed."""
+    os.environ[PARENT_ENV] = str(os.getpid())
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {key.decode(errors="replace"): value.decode(errors="replace") for key, value in pairs}
+
+
+def stop_orphaned_servers(prefect_home: str) -> list[int]:
+    """SIGTERM the temporary Prefect servers of this PREFECT_HOME whose `pneumo` is dead.
+
+    Linux only (reads /proc); elsewhere nothing is found.
+    """
+    stopped = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        env = _environ(int(entry.name))
+        parent = env.get(PARENT_ENV, "")
+        if (
+            env.get("PREFECT__SERVER_EPHEMERAL") == "1"
+            and env.get("PREFECT_HOME") == prefect_home
+            and parent.isdigit()
+            and not pid_alive(int(parent))
+        ):
+            os.kill(int(entry.name), signal.SIGTERM)
+            stopped.append(int(entry.name))
+    return stopped
+
+
+def owner_tags() -> list[str]:
+    """Flow-run tags naming this process, so a later command can tell that it died."""
+    return [f"{HOST_TAG}{socket.gethostname()}", f"{PID_TAG}{os.getpid()}"]
+
+
+def crash_orphaned_flow_runs() -> list[str]:
+    """Mark Crashed the RUNNING flow runs this host's `pneumo` processes started and left."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    running = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])),
+        tags=FlowRunFilterTags(all_=[f"{HOST_TAG}{socket.gethostname()}"]),
+    )
+    crashed = []
+    with get_client(sync_client=True) as client:
+        for run in client.read_flow_runs(flow_run_filter=running):
+            pids = [t.removeprefix(PID_TAG) for t in run.tags if t.startswith(PID_TAG)]
+            if pids and pids[0].isdigit() and not pid_alive(int(pids[0])):
+                message = f"its process {pids[0]} is gone (killed); found by a later pneumo"
+                client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+                crashed.append(str(run.id))
+    return crashed
+
+
+class _WithoutTraceback(logging.Formatter):
+    """Wraps a console formatter: the message line only; the traceback stays in other handlers."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+
+
+def quiet_tracebacks() -> None:
+    """Prefect's console handlers print failures without their tracebacks (see --verbose)."""
+    import prefect.logging  # noqa: F401 - configures Prefect's handlers
+
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler).__name__ == "PrefectConsoleHandler":
+                handler.setFormatter(_WithoutTraceback(handler.formatter))
+
+
+def write_traceback(exc: BaseException, home: Path, argv: list[str]) -> Path:
+    """Append the full traceback of a failed command to the state directory's log."""
+    log = home / "logs" / "pneumo.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    with log.open("a") as handle:
+        handle.write(f"\n{stamp} pneumo {' '.join(argv)}\n")
+        handle.write("".join(traceback.format_exception(exc)))
+    return log
+
+
+@contextmanager
+def tagged_as_owner() -> Iterator[None]:
+    """Flow runs started in the block carry this process's host and pid as tags."""
+    from prefect import tags
+
+    with tags(*owner_tags()):
+        yield
