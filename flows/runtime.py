@@ -119,7 +119,8 @@ def quiet_tracebacks() -> None:
     """Prefect's console handlers print failures without their tracebacks (see --verbose)."""
     import prefect.logging  # noqa: F401 - configures Prefect's handlers
 
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+    # Prefect's console handler sits on the root logger; its own loggers propagate to it.
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
         for handler in logging.getLogger(name).handlers:
             if type(handler).__name__ == "PrefectConsoleHandler":
                 handler.setFormatter(_WithoutTraceback(handler.formatter))
