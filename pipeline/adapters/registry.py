@@ -9,7 +9,7 @@ other state.
 
 A version is registered in one call, with all its tags, after everything it needs (model,
 evaluation artifacts, reference profile) is stored in its run: a crash leaves either no version
-or a complete one. The callers that move `champion` hold `pipeline.locks.champion_lock`.
+or a complete one. The callers that move `champion` hold the lock of `pipeline.locks`.
 """
 
 from __future__ import annotations
@@ -81,6 +81,9 @@ def is_transient_registry_error(exc: BaseException) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists here; an unknown pid (0, negative) counts as alive."""
+    if pid <= 0:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
