@@ -72,9 +72,12 @@ def train_model(
     """Fit the CNN from scratch, or the ResNet from the weights the settings name."""
     cfg = settings.training
     if kind == "cnn":
-        return train_cnn(data, cfg)
-    weights = resolve_weights(cfg.resnet_weights, store, settings.home / "cache")
-    return train_resnet(data, cfg, weights)
+        trained = train_cnn(data, cfg)
+    else:
+        weights = resolve_weights(cfg.resnet_weights, store, settings.home / "cache")
+        trained = train_resnet(data, cfg, weights)
+    checkpoint("train:done")
+    return trained
 
 
 def fine_tune_champion(

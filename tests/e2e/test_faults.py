@@ -138,6 +138,32 @@ def test_a_kill_at_each_step_leaves_no_usable_incomplete_version(
     assert running_runs(registry) == []
 
 
+def test_sigterm_stops_the_command_and_its_temporary_server(
+    ingested: dict[str, str], tmp_path: Path
+) -> None:
+    pause = tmp_path / "paused"
+    env = ingested | {"PNEUMO_PAUSE_AT": "train:done", "PNEUMO_PAUSE_FILE": str(pause)}
+    command = [sys.executable, "-m", "flows.cli", "train"]
+    log = tmp_path / "terminated.log"
+    process = processes.start("pneumo train (to terminate)", command, env=env, cwd=REPO, log=log)
+    wait_until(
+        lambda: pause.is_file() or process.poll() is not None,
+        bool,
+        timeout=600,
+        what="pneumo train to pause after training the CNN",
+    )
+    os.kill(process.pid, signal.SIGTERM)  # the CLI only, as `kill` or a supervisor sends it
+    assert process.wait(timeout=60) != 0
+    # Its exit handlers stopped the temporary server: nothing of its group is left.
+    wait_until(
+        lambda: processes.group_alive(process.pid),
+        lambda alive: not alive,
+        timeout=30,
+        what="the terminated command's temporary Prefect server to stop",
+    )
+    assert "Stopping temporary server" in log.read_text(errors="replace")
+
+
 def test_training_after_a_kill_succeeds(ingested: dict[str, str], tmp_path: Path) -> None:
     registry = registry_of(ingested)
     kill_at("register:version-created", ingested, tmp_path)
