@@ -337,7 +337,7 @@ def promote(
 ) -> None:
     """Move the champion alias to VERSION of MODEL by hand."""
     from pipeline.adapters.registry import Registry, RegistryError
-    from pipeline.locks import LockTimeoutError
+    from pipeline.locks import LockTimeoutError, champion_lock
 
     settings = settings_of(ctx)
     with reported(RegistryError, LockTimeoutError), champion_lock(settings, "promote"):
@@ -353,7 +353,7 @@ def rollback(
 ) -> None:
     """Move the champion alias back to the version it replaced."""
     from pipeline.adapters.registry import Registry, RegistryError
-    from pipeline.locks import LockTimeoutError
+    from pipeline.locks import LockTimeoutError, champion_lock
 
     settings = settings_of(ctx)
     with reported(RegistryError, LockTimeoutError), champion_lock(settings, "rollback"):
@@ -365,6 +365,7 @@ def rollback(
 def doctor(ctx: typer.Context) -> None:
     """Find and end what crashed commands left: incomplete versions, runs stuck in RUNNING."""
     from pipeline.adapters.registry import Registry
+    from pipeline.locks import champion_lock
 
     cli = ctx.ensure_object(Cli)
     registry = Registry.from_settings(cli.settings)
@@ -378,14 +379,6 @@ def doctor(ctx: typer.Context) -> None:
         f"{len(incomplete)} incomplete versions marked; {len(runs)} MLflow runs and "
         f"{len(flow_runs)} flow runs of killed processes marked failed/crashed"
     )
-
-
-@contextmanager
-def champion_lock(settings: Settings, purpose: str) -> Iterator[None]:
-    from pipeline.locks import exclusive_lock, lock_path
-
-    with exclusive_lock(lock_path(settings.home), settings.lock_timeout_s, purpose):
-        yield
 
 
 if __name__ == "__main__":

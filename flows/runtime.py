@@ -120,10 +120,9 @@ def quiet_tracebacks() -> None:
     import prefect.logging  # noqa: F401 - configures Prefect's handlers
 
     # Prefect's console handler sits on the root logger; its own loggers propagate to it.
-    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
-        for handler in logging.getLogger(name).handlers:
-            if type(handler).__name__ == "PrefectConsoleHandler":
-                handler.setFormatter(_WithoutTraceback(handler.formatter))
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler":
+            handler.setFormatter(_WithoutTraceback(handler.formatter))
 
 
 def write_traceback(exc: BaseException, home: Path, argv: list[str]) -> Path:

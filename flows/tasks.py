@@ -27,7 +27,7 @@ from pipeline.data.steps import (
     require_valid,
     validate_dataset,
 )
-from pipeline.locks import exclusive_lock, lock_path
+from pipeline.locks import champion_lock
 from pipeline.monitor.steps import DriftCheck, profile_reference, run_drift_check
 from pipeline.settings import Settings
 from pipeline.train.candidate import ModelOutcome, Registration
@@ -199,8 +199,7 @@ def evaluate_gate_register(
     if kind == "resnet":  # the monitored model: its drift reference is registered with it
         with timed(phase, "reference_profile"):
             reference = reference_task(trained, data)
-    lock = lock_path(settings.home)
-    with exclusive_lock(lock, settings.lock_timeout_s, f"register {kind}"):
+    with champion_lock(settings, f"register {kind}"):
         with timed(phase, "rescore_champion"):
             champion = rescore_task(kind, data, settings)
         decision = gate_task(evaluation, champion, settings)

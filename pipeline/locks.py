@@ -13,9 +13,11 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+
+from pipeline.settings import Settings
 
 POLL_SECONDS = 0.2
 
@@ -63,3 +65,8 @@ def exclusive_lock(path: Path, timeout: float, purpose: str) -> Iterator[None]:
             handle.truncate()
             handle.flush()
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def champion_lock(settings: Settings, purpose: str) -> AbstractContextManager[None]:
+    """The lock every mover of `champion` holds, under the settings' state directory."""
+    return exclusive_lock(lock_path(settings.home), settings.lock_timeout_s, purpose)

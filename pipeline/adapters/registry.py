@@ -424,19 +424,11 @@ class Registry:
         """What a person asks of a served version: tags that matter and its test metrics."""
         found = self.version(name, version)
         metrics = self.client.get_run(found.run_id).data.metrics if found.run_id else {}
-        keys = (
-            "threshold",
-            "weights_source",
-            "manifest_id",
-            "gate_passed",
-            "git_commit",
-            "profile",
-        )
         return {
             "name": name,
             "version": str(version),
             "run_id": found.run_id,
-            **{key: found.tags.get(key) for key in keys},
+            **{key: found.tags.get(key) for key in VERSION_INFO_TAGS},
             "metrics": {
                 k.removeprefix("test_"): v for k, v in metrics.items() if k.startswith("test_")
             },

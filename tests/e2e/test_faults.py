@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -88,13 +89,13 @@ def running_runs(registry) -> list[str]:
     return [run.info.run_id for run in runs]
 
 
-def kill_at(step: str, env: dict[str, str], tmp: Path) -> int:
-    """Start `pneumo train`, SIGKILL it when it pauses at `step`; returns its process group."""
+def start_paused(step: str, env: dict[str, str], tmp: Path, label: str) -> subprocess.Popen:
+    """Start `pneumo train` and return it once it pauses at `step` (it is still running)."""
     pause = tmp / "paused"
     env = env | {"PNEUMO_PAUSE_AT": step, "PNEUMO_PAUSE_FILE": str(pause)}
     command = [sys.executable, "-m", "flows.cli", "train"]
-    log = tmp / "killed.log"
-    process = processes.start("pneumo train (to kill)", command, env=env, cwd=REPO, log=log)
+    log = tmp / f"{label}.log"
+    process = processes.start(f"pneumo train ({label})", command, env=env, cwd=REPO, log=log)
     wait_until(
         lambda: pause.is_file() or process.poll() is not None,
         bool,
@@ -102,6 +103,12 @@ def kill_at(step: str, env: dict[str, str], tmp: Path) -> int:
         what=f"pneumo train to pause at {step}",
     )
     assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+    return process
+
+
+def kill_at(step: str, env: dict[str, str], tmp: Path) -> int:
+    """Start `pneumo train`, SIGKILL it when it pauses at `step`; returns its process group."""
+    process = start_paused(step, env, tmp, "killed")
     os.kill(process.pid, signal.SIGKILL)  # the CLI only: its temporary server is orphaned
     process.wait(timeout=30)
     return process.pid
@@ -141,17 +148,7 @@ def test_a_kill_at_each_step_leaves_no_usable_incomplete_version(
 def test_sigterm_stops_the_command_and_its_temporary_server(
     ingested: dict[str, str], tmp_path: Path
 ) -> None:
-    pause = tmp_path / "paused"
-    env = ingested | {"PNEUMO_PAUSE_AT": "train:done", "PNEUMO_PAUSE_FILE": str(pause)}
-    command = [sys.executable, "-m", "flows.cli", "train"]
-    log = tmp_path / "terminated.log"
-    process = processes.start("pneumo train (to terminate)", command, env=env, cwd=REPO, log=log)
-    wait_until(
-        lambda: pause.is_file() or process.poll() is not None,
-        bool,
-        timeout=600,
-        what="pneumo train to pause after training the CNN",
-    )
+    process = start_paused("train:done", ingested, tmp_path, "terminated")
     os.kill(process.pid, signal.SIGTERM)  # the CLI only, as `kill` or a supervisor sends it
     assert process.wait(timeout=60) != 0
     # Its exit handlers stopped the temporary server: nothing of its group is left.
@@ -161,7 +158,7 @@ def test_sigterm_stops_the_command_and_its_temporary_server(
         timeout=30,
         what="the terminated command's temporary Prefect server to stop",
     )
-    assert "Stopping temporary server" in log.read_text(errors="replace")
+    assert "Stopping temporary server" in (tmp_path / "terminated.log").read_text(errors="replace")
 
 
 def test_training_after_a_kill_succeeds(ingested: dict[str, str], tmp_path: Path) -> None:
