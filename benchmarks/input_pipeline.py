@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.common import machine, split_data
 from pipeline.settings import TrainConfig
-from pipeline.train.inputs import make_dataset
+from pipeline.train.inputs import InputSpec, make_dataset
 from pipeline.train.models import build_augmenter
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     data = split_data(args.home, cfg)
     paths, labels = data.train.paths, data.train.labels
     augmenter = build_augmenter(cfg.augment, cfg.seed)
-    dataset = make_dataset(paths, labels, args.size, cfg.batch_size, augmenter, cfg.seed)
+    dataset = make_dataset(paths, labels, InputSpec(args.size), cfg.batch_size, augmenter, cfg.seed)
     for epoch in ("first (decode + augment)", "second (cache + augment)"):
         start = time.perf_counter()
         count = sum(int(images.shape[0]) for images, _ in dataset)

@@ -28,7 +28,7 @@ from benchmarks.common import PEAK_GFLOPS, TRAIN224, WEIGHTS, machine, peak_rss_
 from benchmarks.flops import forward_flops, layers_flops, training_flops
 from pipeline.settings import Settings, ThresholdConfig
 from pipeline.train.fit import TrainedModel, build_resnet_with_weights, fit_pretrained, train_cnn
-from pipeline.train.inputs import PreparedData, make_dataset, predict_files
+from pipeline.train.inputs import InputSpec, PreparedData, make_dataset, predict_files
 from pipeline.train.metrics import choose_threshold, compute_metrics
 from pipeline.train.transfer import compute_activations, split_resnet
 
@@ -178,7 +178,7 @@ def run_project_cnn(data: PreparedData, settings: Settings) -> dict:
     """The CNN exactly as `pneumo train` fits it."""
     cfg = settings.training
     test_labels = data.test.labels
-    test_images = make_dataset(data.test.paths, test_labels, cfg.image_size, 32).cache()
+    test_images = make_dataset(data.test.paths, test_labels, InputSpec(cfg.image_size), 32).cache()
     cnn_holder: dict[str, keras.Model] = {}
     run = Run("project CNN", lambda: cnn_holder["model"].predict(test_images, verbose=0).ravel())
 

@@ -6,13 +6,15 @@ task, so a flow run on a worker resolves its own environment.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
-from prefect import get_run_logger, task
+from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
@@ -27,6 +29,7 @@ from pipeline.data.steps import (
     require_valid,
     validate_dataset,
 )
+from pipeline.faults import checkpoint
 from pipeline.locks import champion_lock
 from pipeline.monitor.steps import DriftCheck, profile_reference, run_drift_check
 from pipeline.settings import Settings
@@ -65,6 +68,27 @@ IO = {
     "cache_policy": NO_CACHE,
 }
 COMPUTE = {"cache_policy": NO_CACHE}
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def step(name: str, options: dict) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """A Prefect task whose end is the named step boundary `<name>:done`.
+
+    The fault tests pause there (`pipeline.faults.checkpoint`) to kill the CLI between steps.
+    A task hook would also do, but Prefect logs two lines for each hook it runs.
+    """
+
+    def decorate(function: Callable[P, R]) -> Task[P, R]:
+        @functools.wraps(function)
+        def run_step(*args: P.args, **kwargs: P.kwargs) -> R:
+            result = function(*args, **kwargs)
+            checkpoint(f"{name}:done")
+            return result
+
+        return task(name=name, **options)(run_step)
+
+    return decorate
 
 
 @contextmanager
@@ -77,49 +101,49 @@ def timed(timings: dict[str, float], name: str) -> Iterator[None]:
         timings[name] = round(time.perf_counter() - start, 1)
 
 
-@task(name="ingest", **IO)
+@step("ingest", IO)
 def ingest_task(path: str, settings: Settings) -> IngestSummary:
     return ingest_dataset(Path(path), open_store(settings), settings)
 
 
-@task(name="add-labeled", **IO)
+@step("add-labeled", IO)
 def labeled_task(path: str, settings: Settings) -> LabeledSummary:
     return add_labeled(Path(path), open_store(settings), settings)
 
 
-@task(name="validate", **IO)
+@step("validate", IO)
 def validate_task(settings: Settings) -> ValidationSummary:
     return require_valid(validate_dataset(open_store(settings), settings))
 
 
-@task(name="prepare-data", **IO)
+@step("prepare-data", IO)
 def prepare_task(settings: Settings, manifest_id: str) -> PreparedData:
     return prepare_training_data(open_store(settings), settings, manifest_id)
 
 
-@task(name="train", **COMPUTE)
+@step("train", COMPUTE)
 def train_task(kind: str, data: PreparedData, settings: Settings) -> TrainedModel:
     return train_model(kind, data, open_store(settings), settings)
 
 
-@task(name="warm-start", **IO)
+@step("warm-start", IO)
 def warm_start_task(data: PreparedData, settings: Settings) -> tuple[TrainedModel, str]:
     return fine_tune_champion(Registry.from_settings(settings), data, settings)
 
 
-@task(name="evaluate", **COMPUTE)
+@step("evaluate", COMPUTE)
 def evaluate_task(
     trained: TrainedModel, data: PreparedData, settings: Settings, out_dir: Path
 ) -> Evaluation:
     return evaluate_model(trained, data, settings, out_dir)
 
 
-@task(name="rescore-champion", **IO)
+@step("rescore-champion", IO)
 def rescore_task(kind: str, data: PreparedData, settings: Settings) -> ChampionScore | None:
     return rescore_current_champion(Registry.from_settings(settings), kind, data)
 
 
-@task(name="gate", **COMPUTE)
+@step("gate", COMPUTE)
 def gate_task(
     evaluation: Evaluation, champion: ChampionScore | None, settings: Settings
 ) -> GateDecision:
@@ -127,7 +151,7 @@ def gate_task(
 
 
 # Never retried: a retry after the version was created would register a second one.
-@task(name="register", **COMPUTE)
+@step("register", COMPUTE)
 def register_task(
     trained: TrainedModel,
     evaluation: Evaluation,
@@ -143,20 +167,20 @@ def register_task(
     )
 
 
-@task(name="reference-profile", **COMPUTE)
+@step("reference-profile", COMPUTE)
 def reference_task(trained: TrainedModel, data: PreparedData) -> Reference:
     # Held-out images, scored out-of-sample as production images will be: the training images
     # would look more confident to the model than anything it sees later.
     return profile_reference(trained.model, data.val.paths)
 
 
-@task(name="recover", **IO)
+@step("recover", IO)
 def recover_task(settings: Settings) -> list[str]:
     """MLflow runs a killed process left RUNNING on this host are marked FAILED."""
     return Registry.from_settings(settings).fail_orphaned_runs()
 
 
-@task(name="drift-check", **IO)
+@step("drift-check", IO)
 def drift_task(settings: Settings) -> DriftCheck:
     return run_drift_check(open_store(settings), Registry.from_settings(settings), settings)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from pipeline.train.inputs import prepare_image
+from pipeline.train.inputs import input_spec, prepare_image
 
 EMBEDDING_LAYER = "pool"
 
@@ -23,10 +23,10 @@ def probe_images(
     `probe` is `embedding_model(model)`, built once per model: building it per call would
     re-trace the graph on every request.
     """
-    size = int(probe.inputs[0].shape[1])
+    spec = input_spec(probe)
     probabilities, embeddings = [], []
     for start in range(0, len(images), batch_size):
-        batch = np.stack([prepare_image(data, size) for data in images[start : start + batch_size]])
+        batch = np.stack([prepare_image(data, spec) for data in images[start : start + batch_size]])
         probability, embedding = probe.predict_on_batch(batch)
         probabilities.append(np.asarray(probability).ravel())
         embeddings.append(np.asarray(embedding))

@@ -16,7 +16,7 @@ from pipeline.data.images import inspect_image
 from pipeline.monitor.batch import predict_batch
 from pipeline.monitor.champion import Champion
 from pipeline.train.gradcam import gradcam, overlay
-from pipeline.train.inputs import prepare_image
+from pipeline.train.inputs import input_spec, prepare_image
 
 PNG_OR_JPEG = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 
@@ -71,8 +71,7 @@ def explain_upload(champion: Champion, data: bytes) -> tuple[bytes, np.ndarray]:
     """Grad-CAM overlay as PNG at the upload's own size, and the heatmap at that size."""
     from PIL import Image
 
-    size = int(champion.model.inputs[0].shape[1])
-    heatmap = gradcam(champion.model, prepare_image(data, size))
+    heatmap = gradcam(champion.model, prepare_image(data, input_spec(champion.model)))
     original = Image.open(io.BytesIO(data)).convert("L")
     resized = (
         np.asarray(

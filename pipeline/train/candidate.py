@@ -10,7 +10,7 @@ from pipeline.settings import Settings
 from pipeline.train.evaluation import Evaluation
 from pipeline.train.fit import TrainedModel
 from pipeline.train.gates import GateDecision
-from pipeline.train.inputs import PreparedData, prepare_image
+from pipeline.train.inputs import PreparedData, input_spec, prepare_image
 from pipeline.train.provenance import git_commit
 
 
@@ -25,8 +25,8 @@ def build_candidate(
 ) -> Candidate:
     """Tags answer "where did this version come from and may it serve?"; params say how."""
     cfg = settings.training
-    # The model's own input size: a warm-started champion keeps its size whatever the profile.
-    size = int(trained.model.inputs[0].shape[1])
+    # The model's own input: a warm-started champion keeps its size whatever the profile.
+    spec = input_spec(trained.model)
     tags = {
         **provenance,
         "git_commit": git_commit(),
@@ -36,11 +36,12 @@ def build_candidate(
         "gate_passed": str(decision.passed).lower(),
         "gate_reasons": "; ".join(decision.reasons)[:4900],
         "profile": settings.profile,
-        "image_size": str(size),
+        "image_size": str(spec.size),
+        "image_channels": str(spec.channels),
     }
     params = {
         **cfg.model_dump(exclude={"augment"}),
-        "image_size": size,
+        "image_size": spec.size,
         **{f"augment_{k}": v for k, v in cfg.augment.model_dump().items()},
         "threshold_rule": settings.threshold.rule,
         "target_sensitivity": settings.threshold.target_sensitivity,
@@ -53,7 +54,7 @@ def build_candidate(
         **{f"train_seconds_{phase}": seconds for phase, seconds in trained.phases.items()},
         **{f"train_epochs_{phase}": epochs for phase, epochs in trained.epochs.items()},
     }
-    example = prepare_image(Path(data.test.paths[0]).read_bytes(), size)[None]
+    example = prepare_image(Path(data.test.paths[0]).read_bytes(), spec)[None]
     return Candidate(
         kind=trained.kind,
         params=params,
@@ -96,7 +97,7 @@ def summarise(
     run_dir: Path,
 ) -> dict:
     """A JSON-able summary with a markdown rendering for the Prefect artifact."""
-    sizes = ", ".join(f"{o.kind} {o.trained.model.inputs[0].shape[1]} px" for o in outcomes)
+    sizes = ", ".join(f"{o.kind} {input_spec(o.trained.model).size} px" for o in outcomes)
     lines = [
         f"# training-pipeline: manifest `{provenance['manifest_id']}`",
         f"Data validation: {provenance['gx_result']}. Profile `{settings.profile}`, "

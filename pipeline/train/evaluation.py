@@ -13,7 +13,7 @@ from pipeline.files import atomic_path, write_atomic
 from pipeline.settings import ThresholdConfig
 from pipeline.train.fit import TrainedModel
 from pipeline.train.gradcam import plot_gradcam_grid
-from pipeline.train.inputs import PreparedData, SplitData, make_dataset, predict_files
+from pipeline.train.inputs import PreparedData, SplitData, input_spec, make_dataset, predict_files
 from pipeline.train.metrics import choose_threshold, classification_report, compute_metrics
 from pipeline.train.plots import plot_confusion, plot_roc_pr, plot_training_curves
 
@@ -79,9 +79,11 @@ def plot_gradcam_examples(
 ) -> Path:
     predicted = (scores >= threshold).astype(int)
     indices = pick_examples(split.labels.astype(int), predicted)
-    size = int(trained.model.inputs[0].shape[1])
     dataset = make_dataset(
-        [split.paths[i] for i in indices], split.labels[indices], size, len(indices)
+        [split.paths[i] for i in indices],
+        split.labels[indices],
+        input_spec(trained.model),
+        len(indices),
     )
     images = next(iter(dataset))[0].numpy()
     names = [Path(p).name for p in split.rows["path"]]

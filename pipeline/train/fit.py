@@ -14,7 +14,7 @@ import tensorflow as tf
 from pipeline.adapters.storage import ObjectStore
 from pipeline.files import write_atomic
 from pipeline.settings import TrainConfig
-from pipeline.train.inputs import PreparedData, make_dataset
+from pipeline.train.inputs import InputSpec, PreparedData, input_spec, make_dataset
 from pipeline.train.models import (
     build_augmenter,
     build_cnn,
@@ -47,12 +47,12 @@ class TrainedModel:
         return self.images_seen / self.seconds if self.seconds else 0.0
 
 
-def _datasets(data: PreparedData, cfg: TrainConfig, size: int):
+def _datasets(data: PreparedData, cfg: TrainConfig, spec: InputSpec):
     augmenter = build_augmenter(cfg.augment, cfg.seed)
     train = make_dataset(
-        data.train.paths, data.train.labels, size, cfg.batch_size, augmenter, cfg.seed
+        data.train.paths, data.train.labels, spec, cfg.batch_size, augmenter, cfg.seed
     )
-    val = make_dataset(data.val.paths, data.val.labels, size, cfg.batch_size)
+    val = make_dataset(data.val.paths, data.val.labels, spec, cfg.batch_size)
     return train, val
 
 
@@ -105,7 +105,7 @@ def _fit_images(
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> None:
     """A phase over decoded (and augmented) images: the CNN, or a ResNet without pretraining."""
-    train, val = _datasets(data, cfg, int(model.inputs[0].shape[1]))
+    train, val = _datasets(data, cfg, input_spec(model))
     samples = len(data.train.paths)
     _fit(model, train, val, epochs, cfg, data.class_weight, trained, "fit", samples, callbacks)
 

@@ -1,9 +1,10 @@
 """Model inputs: one decode function shared by training, batch inference and serving, and the
 usable rows of each split with their local files.
 
-Every model takes `[batch, size, size, 1]` float32 grayscale in 0..255 and does its own scaling
+Every model takes `[batch, size, size, channels]` float32 in 0..255 and does its own scaling
 inside (see `pipeline.train.models`), so nothing outside the saved model can drift between
-training and serving.
+training and serving. Size and channels are read from the model itself (`input_spec`): a
+retrained or served model gets the input it was built for, whatever the current profile says.
 """
 
 from __future__ import annotations
@@ -23,16 +24,39 @@ from pipeline.settings import TrainConfig
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def decode_image(data: tf.Tensor, size: int) -> tf.Tensor:
-    """Encoded JPEG/PNG bytes -> `[size, size, 1]` float32 in 0..255 (RGB files become gray)."""
-    image = tf.io.decode_image(data, channels=1, expand_animations=False, dtype=tf.uint8)
-    image = tf.image.resize(image, (size, size), antialias=True)
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model's input layer takes: square `size` px images with `channels` bands."""
+
+    size: int
+    channels: int = 1
+
+
+def input_spec(model: keras.Model) -> InputSpec:
+    """The input a saved model was built for; refuses shapes the shared decode cannot produce."""
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] not in (1, 3):
+        raise ValueError(
+            f"model {model.name!r} takes input shape {shape}; expected (batch, size, size, 1 or 3)"
+        )
+    return InputSpec(int(shape[1]), int(shape[3]))
+
+
+def decode_image(data: tf.Tensor, spec: InputSpec) -> tf.Tensor:
+    """Encoded JPEG/PNG bytes -> `[size, size, channels]` float32 in 0..255.
+
+    Colour files become gray for a 1-band model, gray files are repeated for a 3-band one.
+    """
+    image = tf.io.decode_image(
+        data, channels=spec.channels, expand_animations=False, dtype=tf.uint8
+    )
+    image = tf.image.resize(image, (spec.size, spec.size), antialias=True)
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
-def prepare_image(data: bytes, size: int) -> np.ndarray:
+def prepare_image(data: bytes, spec: InputSpec) -> np.ndarray:
     """The model input for one encoded image, as batch inference and serving need it."""
-    return decode_image(tf.constant(data), size).numpy()
+    return decode_image(tf.constant(data), spec).numpy()
 
 
 def local_files(
@@ -83,7 +107,7 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
 def make_dataset(
     paths: list[str],
     labels: np.ndarray,
-    size: int,
+    spec: InputSpec,
     batch_size: int,
     augmenter: keras.Layer | None = None,
     shuffle_seed: int | None = None,
@@ -91,7 +115,7 @@ def make_dataset(
     """Decoded, resized and cached images; shuffled and augmented only for training."""
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
     dataset = dataset.map(
-        lambda path, label: (decode_image(tf.io.read_file(path), size), label),
+        lambda path, label: (decode_image(tf.io.read_file(path), spec), label),
         num_parallel_calls=AUTOTUNE,
     ).cache()
     if shuffle_seed is not None:
@@ -143,7 +167,6 @@ def prepare_data(
 
 
 def predict_files(model: keras.Model, paths: list[str], batch_size: int = 32) -> np.ndarray:
-    """PNEUMONIA probabilities for image files, at the model's own input size."""
-    size = int(model.inputs[0].shape[1])
-    dataset = make_dataset(paths, np.zeros(len(paths), np.float32), size, batch_size)
+    """PNEUMONIA probabilities for image files, decoded as the model's own input."""
+    dataset = make_dataset(paths, np.zeros(len(paths), np.float32), input_spec(model), batch_size)
     return model.predict(dataset.map(lambda x, _: x), verbose=0).ravel()

@@ -9,7 +9,7 @@ from sklearn import metrics as skm
 
 from pipeline.figures import pyplot, save_figure
 from pipeline.settings import TrainConfig
-from pipeline.train.inputs import PreparedData, make_dataset
+from pipeline.train.inputs import InputSpec, PreparedData, make_dataset
 from pipeline.train.models import build_augmenter
 
 
@@ -56,7 +56,11 @@ def plot_augmentation_grid(data: PreparedData, cfg: TrainConfig, out: Path, coun
     """Training images as the model sees them after augmentation."""
     augmenter = build_augmenter(cfg.augment, cfg.seed)
     dataset = make_dataset(
-        data.train.paths[:count], data.train.labels[:count], cfg.image_size, count, augmenter
+        data.train.paths[:count],
+        data.train.labels[:count],
+        InputSpec(cfg.image_size),
+        count,
+        augmenter,
     )
     images, labels = next(iter(dataset))
     fig, axes = pyplot().subplots(1, len(labels), figsize=(2.2 * len(labels), 2.6), squeeze=False)

@@ -72,12 +72,9 @@ def train_model(
     """Fit the CNN from scratch, or the ResNet from the weights the settings name."""
     cfg = settings.training
     if kind == "cnn":
-        trained = train_cnn(data, cfg)
-    else:
-        weights = resolve_weights(cfg.resnet_weights, store, settings.home / "cache")
-        trained = train_resnet(data, cfg, weights)
-    checkpoint("train:done")
-    return trained
+        return train_cnn(data, cfg)
+    weights = resolve_weights(cfg.resnet_weights, store, settings.home / "cache")
+    return train_resnet(data, cfg, weights)
 
 
 def fine_tune_champion(

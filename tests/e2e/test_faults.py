@@ -1,5 +1,6 @@
-"""Fault injection: `pneumo train` killed with SIGKILL at each step boundary of registration,
-and commands that move `champion` started at the same instant. Real processes, real kills.
+"""Fault injection: `pneumo train` killed with SIGKILL at each step boundary of training and
+registration, and commands that move `champion` started at the same instant. Real processes,
+real kills.
 
 `PNEUMO_PAUSE_AT=<step>` makes the CLI stop at that step (see `pipeline.faults`); the test then
 kills the CLI process alone, as the kernel's OOM killer or `kill -9` would, leaving its children.
@@ -21,12 +22,25 @@ from tests.conftest import FAST_TRAINING, OPEN_GATES, REPO, tiny_subset
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
-STEPS = (
+# Every step boundary of `pneumo train`, in the order one run passes them. A checkpoint pauses
+# at its first occurrence: the CNN's, except `reference-profile`, which only the ResNet has.
+TRAINING_STEPS = (
+    "recover:done",
+    "validate:done",
+    "prepare-data:done",
+    "train:done",
+    "evaluate:done",
+    "rescore-champion:done",
+    "gate:done",
+)
+REGISTRATION_STEPS = (
     "register:run-created",
     "register:run-logged",
     "register:version-created",
     "register:before-champion",
 )
+AFTER_CHAMPION_STEPS = ("register:done", "reference-profile:done")
+RUN_LEFT_AT = ("register:run-created", "register:run-logged")  # a killed run stays RUNNING
 MODELS = ("pneumonia-cnn", "pneumonia-resnet")
 
 
@@ -79,19 +93,22 @@ def versions(registry) -> list:
     ]
 
 
-def running_runs(registry) -> list[str]:
+def orphaned_runs(registry) -> list[str]:
+    """MLflow runs left RUNNING by a process that no longer exists."""
+    from pipeline.adapters.registry import OWNER_TAGS, pid_alive
+
     experiment = registry.client.get_experiment_by_name(registry.experiment)
     if experiment is None:
         return []
     runs = registry.client.search_runs(
         [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'"
     )
-    return [run.info.run_id for run in runs]
+    return [r.info.run_id for r in runs if not pid_alive(int(r.data.tags[OWNER_TAGS[1]]))]
 
 
 def start_paused(step: str, env: dict[str, str], tmp: Path, label: str) -> subprocess.Popen:
     """Start `pneumo train` and return it once it pauses at `step` (it is still running)."""
-    pause = tmp / "paused"
+    pause = tmp / f"{label}.paused"
     env = env | {"PNEUMO_PAUSE_AT": step, "PNEUMO_PAUSE_FILE": str(pause)}
     command = [sys.executable, "-m", "flows.cli", "train"]
     log = tmp / f"{label}.log"
@@ -114,35 +131,56 @@ def kill_at(step: str, env: dict[str, str], tmp: Path) -> int:
     return process.pid
 
 
-@pytest.mark.parametrize("step", STEPS)
-def test_a_kill_at_each_step_leaves_no_usable_incomplete_version(
-    step: str, ingested: dict[str, str], tmp_path: Path
-) -> None:
-    registry = registry_of(ingested)
-    group = kill_at(step, ingested, tmp_path)
+def wait_for_group_to_end(group: int, what: str) -> None:
+    wait_until(lambda: processes.group_alive(group), lambda alive: not alive, timeout=30, what=what)
 
-    # Whatever was registered is complete; no alias points at an incomplete version.
+
+def assert_nothing_usable_is_incomplete(registry, champion_expected: bool) -> None:
     for version in versions(registry):
         assert registry.missing_parts(version) == [], (version.name, version.version)
-    run_left = step in ("register:run-created", "register:run-logged")
-    assert len(running_runs(registry)) == int(run_left)
-    assert registry.champion_version("pneumonia-cnn") is None  # `champion` moves last
+    # `champion` moves last: only a kill after the CNN's registration ended finds one.
+    assert (registry.champion_version("pneumonia-cnn") is not None) == champion_expected
 
-    # The next start ends what the killed command left.
+
+def test_kills_at_each_step_boundary_leave_nothing_usable_incomplete_and_a_rerun_succeeds(
+    ingested: dict[str, str], tmp_path: Path
+) -> None:
+    """Each run is killed at the next boundary; each run is also the next start of the one
+    before it, so it must first end what that one left (server, flow run, MLflow run)."""
+    registry = registry_of(ingested)
+    steps = TRAINING_STEPS + REGISTRATION_STEPS + AFTER_CHAMPION_STEPS
+    killed = None
+    for step in steps:
+        label = step.replace(":", "-")
+        process = start_paused(step, ingested, tmp_path, label)
+        if killed is not None:
+            out = (tmp_path / f"{label}.log").read_text(errors="replace")
+            assert "stopped the temporary Prefect server (pid" in out, (step, out[-3000:])
+            assert "marked 1 flow runs of killed pneumo processes as crashed" in out, out[-3000:]
+            assert orphaned_runs(registry) == [], f"left by the run killed at {killed[0]}"
+            wait_for_group_to_end(killed[1], f"the server of the run killed at {killed[0]}")
+        os.kill(process.pid, signal.SIGKILL)  # the CLI only: its temporary server is orphaned
+        process.wait(timeout=30)
+        assert_nothing_usable_is_incomplete(registry, step in AFTER_CHAMPION_STEPS)
+        assert len(orphaned_runs(registry)) == int(step in RUN_LEFT_AT), step
+        killed = (step, process.pid)
+
     code, out = pneumo(["doctor"], ingested, tmp_path / "doctor.log")
     assert code == 0, out[-3000:]
     assert "stopped the temporary Prefect server" in out, out[-3000:]
     assert (
-        f"0 incomplete versions marked; {int(run_left)} MLflow runs and 1 flow runs of killed "
-        "processes marked failed/crashed"
+        "0 incomplete versions marked; 0 MLflow runs and 1 flow runs of killed processes "
+        "marked failed/crashed"
     ) in out, out[-3000:]
-    wait_until(
-        lambda: processes.group_alive(group),
-        lambda alive: not alive,
-        timeout=30,
-        what="the killed command's temporary Prefect server to stop",
-    )
-    assert running_runs(registry) == []
+    wait_for_group_to_end(killed[1], "the server of the last killed command")
+
+    code, out = pneumo(["train"], ingested, tmp_path / "rerun.log")
+    assert code == 0, out[-3000:]
+    assert orphaned_runs(registry) == []
+    for name in MODELS:
+        champion = registry.champion_version(name)
+        assert champion is not None and registry.missing_parts(champion) == []
+    assert_nothing_usable_is_incomplete(registry, champion_expected=True)
 
 
 def test_sigterm_stops_the_command_and_its_temporary_server(
@@ -152,29 +190,8 @@ def test_sigterm_stops_the_command_and_its_temporary_server(
     os.kill(process.pid, signal.SIGTERM)  # the CLI only, as `kill` or a supervisor sends it
     assert process.wait(timeout=60) != 0
     # Its exit handlers stopped the temporary server: nothing of its group is left.
-    wait_until(
-        lambda: processes.group_alive(process.pid),
-        lambda alive: not alive,
-        timeout=30,
-        what="the terminated command's temporary Prefect server to stop",
-    )
+    wait_for_group_to_end(process.pid, "the terminated command's temporary Prefect server")
     assert "Stopping temporary server" in (tmp_path / "terminated.log").read_text(errors="replace")
-
-
-def test_training_after_a_kill_succeeds(ingested: dict[str, str], tmp_path: Path) -> None:
-    registry = registry_of(ingested)
-    kill_at("register:version-created", ingested, tmp_path)
-    code, out = pneumo(["train"], ingested, tmp_path / "rerun.log")
-    assert code == 0, out[-3000:]
-    assert "stopped the temporary Prefect server" in out
-    assert "marked 1 flow runs of killed pneumo processes as crashed" in out
-    assert running_runs(registry) == []
-    for name in MODELS:
-        champion = registry.champion_version(name)
-        assert champion is not None and registry.missing_parts(champion) == []
-    # The killed run's version is complete and stays registered; the rerun's became champion.
-    assert registry.missing_parts(registry.client.get_model_version("pneumonia-cnn", "1")) == []
-    assert str(registry.champion_version("pneumonia-cnn").version) == "2"
 
 
 def test_two_promotes_and_a_training_at_once_leave_one_consistent_champion(
