@@ -336,11 +336,12 @@ def promote(
     force: Annotated[bool, typer.Option(help="Promote even if its gate failed.")] = False,
 ) -> None:
     """Move the champion alias to VERSION of MODEL by hand."""
+    from flows.guard import champion_guard
     from pipeline.adapters.registry import Registry, RegistryError
-    from pipeline.locks import LockTimeoutError, champion_lock
+    from pipeline.locks import LockTimeoutError
 
     settings = settings_of(ctx)
-    with reported(RegistryError, LockTimeoutError), champion_lock(settings, "promote"):
+    with reported(RegistryError, LockTimeoutError), champion_guard(settings, "promote"):
         moved = Registry.from_settings(settings).promote(model, version, reason, force=force)
     typer.echo(f"{model}: champion -> version {version}" + ("" if moved else " (already)"))
 
@@ -352,11 +353,12 @@ def rollback(
     reason: Annotated[str, typer.Option(help="Why; recorded on the version.")],
 ) -> None:
     """Move the champion alias back to the version it replaced."""
+    from flows.guard import champion_guard
     from pipeline.adapters.registry import Registry, RegistryError
-    from pipeline.locks import LockTimeoutError, champion_lock
+    from pipeline.locks import LockTimeoutError
 
     settings = settings_of(ctx)
-    with reported(RegistryError, LockTimeoutError), champion_lock(settings, "rollback"):
+    with reported(RegistryError, LockTimeoutError), champion_guard(settings, "rollback"):
         previous = Registry.from_settings(settings).rollback(model, reason)
     typer.echo(f"{model}: champion -> version {previous}")
 
@@ -364,12 +366,12 @@ def rollback(
 @app.command()
 def doctor(ctx: typer.Context) -> None:
     """Find and end what crashed commands left: incomplete versions, runs stuck in RUNNING."""
+    from flows.guard import champion_guard
     from pipeline.adapters.registry import Registry
-    from pipeline.locks import champion_lock
 
     cli = ctx.ensure_object(Cli)
     registry = Registry.from_settings(cli.settings)
-    with champion_lock(cli.settings, "doctor"):
+    with champion_guard(cli.settings, "doctor"):
         incomplete = registry.mark_incomplete()
         runs = registry.fail_orphaned_runs()
     flow_runs = runtime.crash_orphaned_flow_runs()

@@ -15,6 +15,7 @@ from prefect.events import DeploymentEventTrigger
 from prefect.exceptions import ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
+from flows.guard import ensure_champion_limit
 from flows.monitoring import DRIFT_EVENT, drift_check, retrain_champion
 from flows.training import training_pipeline
 from pipeline.settings import Settings
@@ -55,6 +56,7 @@ def _deploy(flow, entrypoint: str, name: str, settings: Settings, **options) -> 
 def deploy_all(settings: Settings) -> dict[str, UUID]:
     """Register (or update) every deployment with its schedule; returns their ids by name."""
     ensure_work_pool(settings.work_pool)
+    ensure_champion_limit()  # created on first use anyway; here it shows in the UI from the start
     ids = {
         f"training-pipeline/{TRAINING}": _deploy(
             training_pipeline,

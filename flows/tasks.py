@@ -18,6 +18,7 @@ from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
+from flows.guard import champion_guard
 from pipeline.adapters.backends import is_transient, open_store
 from pipeline.adapters.registry import Reference, Registry
 from pipeline.data.steps import (
@@ -30,7 +31,6 @@ from pipeline.data.steps import (
     validate_dataset,
 )
 from pipeline.faults import checkpoint
-from pipeline.locks import champion_lock
 from pipeline.monitor.steps import DriftCheck, profile_reference, run_drift_check
 from pipeline.settings import Settings
 from pipeline.train.candidate import ModelOutcome, Registration
@@ -223,7 +223,7 @@ def evaluate_gate_register(
     if kind == "resnet":  # the monitored model: its drift reference is registered with it
         with timed(phase, "reference_profile"):
             reference = reference_task(trained, data)
-    with champion_lock(settings, f"register {kind}"):
+    with champion_guard(settings, f"register {kind}"):
         with timed(phase, "rescore_champion"):
             champion = rescore_task(kind, data, settings)
         decision = gate_task(evaluation, champion, settings)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -75,6 +76,14 @@ def running(
         yield process
     finally:
         stop(name, process, grace)
+
+
+def run_pneumo(args: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> tuple[int, str]:
+    """Run the `pneumo` CLI to its end in its own process; (exit code, output)."""
+    command = [sys.executable, "-m", "flows.cli", *args]
+    with running("pneumo " + args[0], command, env=env, cwd=cwd, log=log) as process:
+        code = process.wait(timeout=600)
+    return code, log.read_text(errors="replace")
 
 
 def leftovers() -> list[str]:

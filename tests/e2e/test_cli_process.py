@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def pneumo(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> tuple[int, str]:
-    """Run the CLI in its own process; (exit code, output)."""
-    command = [sys.executable, "-m", "flows.cli", *args]
-    with processes.running("pneumo " + args[0], command, env=env, cwd=cwd, log=log) as process:
-        code = process.wait(timeout=600)
-    return code, log.read_text(errors="replace")
+    return processes.run_pneumo(args, env=env, cwd=cwd, log=log)
 
 
 def test_drift_runs_on_its_own_from_another_folder(trained: Trained, tmp_path: Path) -> None:

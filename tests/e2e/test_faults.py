@@ -61,11 +61,7 @@ def cli_env(home: Path) -> dict[str, str]:
 
 
 def pneumo(args: list[str], env: dict[str, str], log: Path) -> tuple[int, str]:
-    """Run the CLI to its end in its own process; (exit code, output)."""
-    command = [sys.executable, "-m", "flows.cli", *args]
-    with processes.running("pneumo " + args[0], command, env=env, cwd=REPO, log=log) as process:
-        code = process.wait(timeout=600)
-    return code, log.read_text(errors="replace")
+    return processes.run_pneumo(args, env=env, cwd=REPO, log=log)
 
 
 @pytest.fixture

@@ -104,6 +104,7 @@ def test_deployments_are_registered_with_their_schedules(isolated: Settings) -> 
     from prefect.client.orchestration import get_client
 
     from flows.deployments import deploy_all
+    from flows.guard import CHAMPION_LIMIT
 
     settings = isolated.model_copy(
         update={
@@ -116,7 +117,9 @@ def test_deployments_are_registered_with_their_schedules(isolated: Settings) -> 
     with get_client(sync_client=True) as client:
         deployments = {name: client.read_deployment_by_name(name) for name in ids}
         pool = client.read_work_pool(settings.work_pool)
+        champion_limit = client.read_global_concurrency_limit_by_name(CHAMPION_LIMIT)
     assert pool.type == "process"
+    assert champion_limit.limit == 1
     crons = {name: [s.schedule.cron for s in d.schedules] for name, d in deployments.items()}
     assert crons == {
         "training-pipeline/weekly-training": ["0 4 * * 2"],
