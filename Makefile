@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo demo-drift test test-unit lint format lock clean
+.PHONY: help install demo demo-drift ui test test-unit lint format lock clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -19,11 +19,14 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 install: $(STAMP) ## Create .venv and install the project with pinned versions
 
-demo: $(STAMP) ## Run the pipeline on the bundled real sample (state in $$PNEUMO_HOME, default .pneumo/)
+demo: $(STAMP) ## Run the pipeline on the bundled real sample (state in PNEUMO_HOME, default .pneumo/)
 	$(BIN)/pneumo demo
 
 demo-drift: $(STAMP) ## After `make demo`: unshifted batch (no drift), then shifted (drift, retrain)
 	$(BIN)/pneumo demo-drift
+
+ui: $(STAMP) ## MLflow and Prefect UIs on the local state (Ctrl-C stops both)
+	$(BIN)/pneumo ui
 
 test: $(STAMP) ## Run every test (unit, integration, end-to-end)
 	$(BIN)/pytest

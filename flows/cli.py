@@ -47,7 +47,7 @@ def load_settings() -> Settings:
             f"PNEUMO_{'__'.join(str(p) for p in e['loc']).upper()}={e.get('input')!r}: {e['msg']}"
             for e in exc.errors()
         )
-        raise output.fail(f"invalid setting: {problems}") from None
+        raise output.fail(f"invalid setting: {problems}", code=2) from None
 
 
 def configure_runtime(settings: Settings) -> None:
@@ -70,6 +70,14 @@ def configure_runtime(settings: Settings) -> None:
         os.environ.setdefault(key, value)
 
 
+def print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"pneumo-ops {version('pneumo-ops')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -79,6 +87,12 @@ def main(
     ] = None,
     verbose: Annotated[
         bool, typer.Option(help="Print full tracebacks (they always go to the log file).")
+    ] = False,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=print_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """pneumo-ops: pneumonia detection in chest X-rays, from data to registry."""
@@ -129,7 +143,7 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 @contextmanager
-def reported(*errors: type[Exception], code: int = 2) -> Iterator[None]:
+def reported(*errors: type[Exception], code: int = 1) -> Iterator[None]:
     """Turn the expected failures of a command into one `error:` line and an exit code."""
     try:
         yield
@@ -170,7 +184,7 @@ def validate(ctx: typer.Context) -> None:
     with reported(StorageError):
         summary = validate_dataset(open_store(settings), settings)
     output.print_validation(summary)
-    with reported(DataValidationError, code=1):
+    with reported(DataValidationError):
         require_valid(summary)
 
 
@@ -179,7 +193,7 @@ def run_training(data: Path | None, cli: Cli) -> None:
     from pipeline.data.steps import DataValidationError
     from pipeline.locks import LockTimeoutError
 
-    with flow_process(cli), reported(DataValidationError, code=1), reported(LockTimeoutError):
+    with flow_process(cli), reported(DataValidationError), reported(LockTimeoutError):
         summary = training_pipeline(data_path=str(data) if data else None)
     output.print_training(summary, cli.settings)
 
@@ -207,7 +221,7 @@ def deploy(ctx: typer.Context) -> None:
     settings = settings_of(ctx)
     if not PREFECT_API_URL.value():
         raise output.fail(
-            "set PREFECT_API_URL to your Prefect server (e.g. http://127.0.0.1:4200/api)"
+            "set PREFECT_API_URL to your Prefect server (e.g. http://127.0.0.1:4200/api)", code=2
         )
     from flows.deployments import deploy_all
 
@@ -325,6 +339,33 @@ def serve(
     from flows.service import create_app
 
     uvicorn.run(create_app(settings_of(ctx)), host=host, port=port)
+
+
+@app.command()
+def ui(ctx: typer.Context) -> None:
+    """Start the MLflow UI and the Prefect UI on this state directory; Ctrl-C stops both."""
+    from flows.ui import running_servers, ui_servers, wait_for_exit
+
+    settings = settings_of(ctx)
+    if os.environ.get("PREFECT_API_URL"):
+        raise output.fail(
+            f"PREFECT_API_URL is set: open that server's UI ({os.environ['PREFECT_API_URL']}) "
+            "instead; `pneumo ui` serves the embedded state",
+            code=2,
+        )
+    servers = ui_servers(settings.tracking_uri(), os.environ["PREFECT_HOME"])
+    typer.echo("starting the MLflow and Prefect UIs (loopback only)...")
+    with reported(RuntimeError), running_servers(servers, settings.home / "logs") as processes:
+        for server in servers:
+            typer.echo(f"{server.name}: {server.url}")
+        typer.echo("Ctrl-C stops both")
+        try:
+            ended = wait_for_exit(processes)
+        except KeyboardInterrupt:
+            typer.echo("stopping both")
+            return
+        name = servers[processes.index(ended)].name
+        raise output.fail(f"{name} exited with code {ended.returncode}; stopped the other")
 
 
 @app.command()

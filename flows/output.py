@@ -12,8 +12,12 @@ if TYPE_CHECKING:  # the monitoring steps load TensorFlow: not at `pneumo --help
     from pipeline.settings import Settings
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print `error: message` to stderr; raise the returned Exit to end with `code`."""
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print `error: message` to stderr; raise the returned Exit to end with `code`.
+
+    Exit codes: 1 for a failure at run time, 2 for a usage error (as click's own: a bad option,
+    argument or setting).
+    """
     typer.secho(f"error: {message}", fg="red", err=True)
     return typer.Exit(code)
 
@@ -75,10 +79,36 @@ def print_training(summary: dict, settings: Settings) -> None:
     )
     typer.echo(f"\nreports: {summary['report_dir']}")
     uri = settings.tracking_uri()
-    if uri.startswith("sqlite"):
-        typer.echo(f"look at runs and the registry: mlflow ui --backend-store-uri {uri}")
-    else:
+    if not uri.startswith("sqlite"):
         typer.echo(f"runs and registry: {uri}")
+    print_next_steps(summary["models"].get("resnet"))
+
+
+def print_next_steps(resnet: dict | None) -> None:
+    """What to do after a training run: the loop if a ResNet champion exists, else why not."""
+    pneumo = ".venv/bin/pneumo"
+    if resnet is not None and resnet["weights_source"].startswith("none"):
+        typer.echo(
+            "\nnote: the ResNet trained from random weights, not ImageNet "
+            f"({resnet['weights_source']}). Give the weights with "
+            "PNEUMO_TRAIN__RESNET_WEIGHTS=/path/to/resnet50_weights_tf_dim_ordering_tf_kernels_"
+            "notop.h5 (or allow the Keras download) and train again."
+        )
+    if resnet is None or not resnet.get("champion_version"):
+        why = "; ".join(resnet["gate_reasons"]) if resnet else "the ResNet was not trained"
+        typer.echo(
+            f"\nno ResNet champion, so nothing serves predictions yet ({why}).\n"
+            f"  promote a version by hand:  {pneumo} promote pneumonia-resnet VERSION "
+            "--reason '...' [--force]"
+        )
+        return
+    typer.echo(
+        f"\nnext (pneumonia-resnet v{resnet['champion_version']} is champion):\n"
+        f"  serve it, reviewer page:  {pneumo} serve   then open http://127.0.0.1:8000/\n"
+        f"  score a folder:           {pneumo} predict data/sample/test/PNEUMONIA\n"
+        f"  drift demo (and retrain): {pneumo} demo-drift\n"
+        f"  MLflow and Prefect UIs:   {pneumo} ui"
+    )
 
 
 def print_predictions(batch: BatchPrediction) -> None:

@@ -19,7 +19,8 @@ def pyplot():
 def save_figure(fig, out: Path) -> Path:
     """Lay out, write (creating the folder) and close, so figures never pile up in memory."""
     plt = pyplot()
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure made with its own layout keeps it
+        fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)

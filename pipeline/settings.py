@@ -142,6 +142,9 @@ class GateConfig(BaseModel):
     min_sensitivity: float = Field(0.8, ge=0, le=1)
     min_specificity: float = Field(0.5, ge=0, le=1)
     max_auc_drop: float = Field(0.01, ge=0, le=1, description="tolerated AUC drop vs champion")
+    min_score_range: float = Field(
+        0.02, ge=0, le=1, description="test scores closer together than this: a collapsed model"
+    )
 
 
 class DriftConfig(BaseModel):

@@ -130,7 +130,28 @@ class Registry:
     def client(self) -> MlflowClient:
         from mlflow import MlflowClient
 
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        self._refuse_moved_store(client)
+        return client
+
+    def _refuse_moved_store(self, client: MlflowClient) -> None:
+        """A state directory moved or copied elsewhere keeps its old absolute artifact paths:
+        new runs would be written into the old place and models read from it. Refuse, saying
+        where each is, rather than write through."""
+        if self.artifacts_dir is None or self.tracking_uri.startswith("http"):
+            return
+        found = client.get_experiment_by_name(self.experiment)
+        expected = self.artifacts_dir.resolve().as_uri()
+        if found is None or not found.artifact_location.startswith("file:"):
+            return
+        if found.artifact_location.rstrip("/") != expected:
+            raise RegistryError(
+                f"the state directory {self.artifacts_dir.parent.resolve()} was moved or copied: "
+                f"its MLflow store ({self.tracking_uri}) keeps artifacts at "
+                f"{found.artifact_location}, not at {expected}, so runs would be written to "
+                "(and models read from) the old place. Move it back, or start with a fresh "
+                "PNEUMO_HOME."
+            )
 
     def experiment_id(self) -> str:
         """The experiment's id, created if missing.

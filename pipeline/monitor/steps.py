@@ -50,8 +50,8 @@ def predict_source(
 
     The scored rows go to the inference log and to a CSV (`out`, default under the reports).
     """
+    items = read_images(source, store)  # first: a wrong path is named before any champion
     champion = load_champion(registry, champion_cache(settings))
-    items = read_images(source, store)
     predictions, rejected = predict_batch(champion, items, settings.ingest.max_pixels)
     log_key = append_inference_log(store, predictions)
     out = out or settings.reports_dir / "predictions" / f"{time.strftime('%Y%m%dT%H%M%S')}.csv"

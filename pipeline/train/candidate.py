@@ -123,11 +123,18 @@ def summarise(
             "threshold": o.evaluation.threshold,
             "gate_passed": o.decision.passed,
             "gate_reasons": o.decision.reasons,
+            "collapsed": o.evaluation.collapsed,
+            "champion_version": o.registered.version if moved else o.champion_before,
             "weights_source": o.trained.weights_source,
             "train_images_per_second": round(o.trained.images_per_second, 2),
             "train_phases": o.trained.phases,
             "timings": o.timings,
         }
+    lines += [
+        f"\n**{o.kind} collapsed**: {o.evaluation.collapsed}"
+        for o in outcomes
+        if o.evaluation.collapsed
+    ]
     lines += ["", "Wall times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())]
     lines += [
         f"- {o.kind}: " + ", ".join(f"{k} {v}" for k, v in o.timings.items()) for o in outcomes

@@ -14,7 +14,12 @@ from pipeline.settings import ThresholdConfig
 from pipeline.train.fit import TrainedModel
 from pipeline.train.gradcam import plot_gradcam_grid
 from pipeline.train.inputs import PreparedData, SplitData, input_spec, make_dataset, predict_files
-from pipeline.train.metrics import choose_threshold, classification_report, compute_metrics
+from pipeline.train.metrics import (
+    choose_threshold,
+    classification_report,
+    collapse_note,
+    compute_metrics,
+)
 from pipeline.train.plots import plot_confusion, plot_roc_pr, plot_training_curves
 
 
@@ -25,18 +30,29 @@ class Evaluation:
     metrics: dict[str, float]
     report: str
     artifacts: list[Path] = field(default_factory=list)
+    collapsed: str | None = None  # why the model counts as collapsed (`collapse_note`)
 
 
 def evaluate_candidate(
-    trained: TrainedModel, data: PreparedData, cfg: ThresholdConfig, out_dir: Path
+    trained: TrainedModel,
+    data: PreparedData,
+    cfg: ThresholdConfig,
+    out_dir: Path,
+    collapse_range: float = 0.0,
 ) -> Evaluation:
-    """Pick the threshold on val, measure on test, write the plots and reports to `out_dir`."""
+    """Pick the threshold on val, measure on test, write the plots and reports to `out_dir`.
+
+    A model whose test scores spread less than `collapse_range` is reported as collapsed.
+    """
     val_scores = predict_files(trained.model, data.val.paths)
     threshold, rule = choose_threshold(data.val.labels, val_scores, cfg)
     test_scores = predict_files(trained.model, data.test.paths)
     metrics = compute_metrics(data.test.labels, test_scores, threshold, data.test.rows["subtype"])
     title = f"{trained.kind} (test, n={len(test_scores)})"
     report = classification_report(data.test.labels, test_scores, threshold)
+    collapsed = collapse_note(metrics, collapse_range)
+    if collapsed:
+        report = f"WARNING: {collapsed}\n\n{report}"
     write_atomic(out_dir / "classification_report.txt", report)
     write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     predictions = data.test.rows[["path", "label", "subtype", "patient_id"]].assign(
@@ -54,14 +70,14 @@ def evaluate_candidate(
         out_dir / "test_predictions.csv",
         out_dir / "val_predictions.csv",
         plot_confusion(metrics, out_dir / "confusion_matrix.png", title),
-        plot_roc_pr(data.test.labels, test_scores, out_dir / "roc_pr.png", title),
+        plot_roc_pr(data.test.labels, test_scores, threshold, out_dir / "roc_pr.png", title),
         plot_gradcam_examples(trained, data.test, test_scores, threshold, out_dir / "gradcam.png"),
     ]
     if trained.history:
         artifacts.append(
             plot_training_curves(trained.history, out_dir / "training_curves.png", trained.kind)
         )
-    return Evaluation(threshold, rule, metrics, report, artifacts)
+    return Evaluation(threshold, rule, metrics, report, artifacts, collapsed)
 
 
 def pick_examples(labels: np.ndarray, predicted: np.ndarray, per_group: int = 2) -> list[int]:
@@ -87,9 +103,11 @@ def plot_gradcam_examples(
     )
     images = next(iter(dataset))[0].numpy()
     names = [Path(p).name for p in split.rows["path"]]
+    classes = ("NORMAL", "PNEUMONIA")
     captions = [
-        f"{'PNEUMONIA' if split.labels[i] else 'NORMAL'} p={scores[i]:.2f}\n"
-        f"{'right' if predicted[i] == split.labels[i] else 'WRONG'}: {names[i]}"
+        f"{names[i]}\ntrue {classes[int(split.labels[i])]}\n"
+        f"predicted {classes[int(predicted[i])]} (p={scores[i]:.2f})"
+        f"{'' if predicted[i] == split.labels[i] else ' WRONG'}"
         for i in indices
     ]
     return plot_gradcam_grid(trained.model, images, captions, out)

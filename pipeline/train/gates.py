@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipeline.settings import GateConfig
+from pipeline.train.metrics import collapse_note
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,8 @@ class GateDecision:
 def decide_gate(
     candidate: dict[str, float], champion: dict[str, float] | None, cfg: GateConfig
 ) -> GateDecision:
-    """Pass only if every floor holds and the AUC is not below the champion's by more than allowed.
+    """Pass only if every floor holds, the model has not collapsed to one constant score, and the
+    AUC is not below the champion's by more than allowed.
 
     With no champion the regression check is skipped (the first passing version becomes
     champion). A NaN metric (e.g. a test split with one class) fails its floor.
@@ -41,6 +43,9 @@ def decide_gate(
             failures.append(f"{name} {value:.3f} < floor {floor:.3f}")
         else:
             notes.append(f"{name} {value:.3f} >= floor {floor:.3f}")
+    collapsed = collapse_note(candidate, cfg.min_score_range)
+    if collapsed:
+        failures.insert(0, collapsed)
     if champion is None:
         notes.append("no champion yet: regression check skipped")
     else:

@@ -53,10 +53,30 @@ def plot_gradcam_grid(
     captions: list[str],
     out: Path,
 ) -> Path:
-    """One column per image: overlay with its caption (label, probability, right/wrong)."""
-    fig, axes = pyplot().subplots(1, len(images), figsize=(2.6 * len(images), 3.0), squeeze=False)
-    for ax, image, caption in zip(axes[0], images, captions, strict=True):
-        ax.imshow(overlay(image, gradcam(model, image)))
-        ax.set_title(caption, fontsize=7)
-        ax.axis("off")
+    """One column per image: the X-ray, then its overlay, captioned; one shared colour bar.
+
+    A map that is zero everywhere (the score does not rise with any region) says so instead of
+    showing a plain image that reads like "no finding".
+    """
+    plt = pyplot()
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+
+    count = len(images)
+    fig, axes = plt.subplots(
+        2, count, figsize=(2.4 * count + 0.8, 5.4), squeeze=False, layout="constrained"
+    )
+    for column, (image, caption) in enumerate(zip(images, captions, strict=True)):
+        heatmap = gradcam(model, image)
+        axes[0, column].imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
+        axes[0, column].set_title(caption, fontsize=7)
+        axes[1, column].imshow(overlay(image, heatmap))
+        if not heatmap.max() > 0:
+            note = "empty map: no region raises\nthe PNEUMONIA score"
+            axes[1, column].set_title(note, fontsize=7)
+        for ax in axes[:, column]:
+            ax.axis("off")
+    bar = fig.colorbar(ScalarMappable(cmap=colormaps["jet"]), ax=axes[1, :].tolist(), shrink=0.8)
+    bar.set_label("Grad-CAM (share of the peak)", fontsize=7)
+    fig.suptitle("Grad-CAM for the PNEUMONIA score: image (top), map over it (bottom)", fontsize=9)
     return save_figure(fig, out)

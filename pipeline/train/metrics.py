@@ -50,6 +50,9 @@ def compute_metrics(
         "tn": float(tn), "fp": float(fp), "fn": float(fn), "tp": float(tp),
         "n": float(len(labels)),
         "threshold": float(threshold),
+        # The spread of the scores: a collapsed model gives every image (nearly) the same one.
+        "score_min": float(scores.min()) if len(scores) else float("nan"),
+        "score_max": float(scores.max()) if len(scores) else float("nan"),
     }  # fmt: skip
     result["sensitivity"] = result["recall"]
     if subtypes is not None:
@@ -58,6 +61,21 @@ def compute_metrics(
             if mask.any():
                 result[f"recall_{subtype}"] = float(predicted[mask].mean())
     return result
+
+
+def collapse_note(metrics: dict[str, float], min_range: float) -> str | None:
+    """Why the model counts as collapsed (one constant score for every image), or None.
+
+    A collapsed model still gets an AUC (0.5) and a threshold; without this check its report
+    reads like a weak model's, not like a model that learnt nothing.
+    """
+    low, high = metrics.get("score_min", float("nan")), metrics.get("score_max", float("nan"))
+    if not high - low < min_range:  # NaN (no scores): nothing to judge
+        return None
+    return (
+        f"collapsed: every test image scored {low:.4f}-{high:.4f} (spread {high - low:.1e} < "
+        f"{min_range}), the model predicts one constant"
+    )
 
 
 def classification_report(labels: np.ndarray, scores: np.ndarray, threshold: float) -> str:

@@ -13,19 +13,40 @@ from pipeline.train.inputs import InputSpec, PreparedData, make_dataset
 from pipeline.train.models import build_augmenter
 
 
+def best_epoch(history: dict[str, list[float]]) -> int | None:
+    """The 1-based epoch the restored weights come from: best val AUC, else lowest val loss."""
+    if history.get("val_auc"):
+        return int(np.nanargmax(history["val_auc"])) + 1
+    if history.get("val_loss"):
+        return int(np.nanargmin(history["val_loss"])) + 1
+    return None
+
+
 def plot_training_curves(history: dict[str, list[float]], out: Path, title: str) -> Path:
-    """Loss, accuracy and AUC per epoch, train vs val (phases concatenated)."""
+    """Loss (log scale), accuracy and AUC per epoch, train vs val, best epoch marked.
+
+    The log scale keeps one diverged val loss (thousands) from flattening every other point.
+    Phases (head, fine-tuning) are concatenated, numbered on.
+    """
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     names = [m for m in ("loss", "accuracy", "auc") if m in history]
+    best = best_epoch(history)
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5))
     for ax, name in zip(np.atleast_1d(axes), names, strict=True):
         epochs = np.arange(1, len(history[name]) + 1)
         ax.plot(epochs, history[name], marker="o", label="train")
         if f"val_{name}" in history:
             ax.plot(epochs, history[f"val_{name}"], marker="o", label="val")
-        ax.set_title(name)
+        if best is not None:
+            ax.axvline(best, color="grey", linestyle="--", label=f"best epoch ({best})")
+        if name == "loss":
+            ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{name}{' (log scale)' if name == 'loss' else ''}")
         ax.set_xlabel("epoch")
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.suptitle(title)
     return save_figure(fig, out)
 
@@ -41,32 +62,51 @@ def plot_confusion(metrics: dict[str, float], out: Path, title: str) -> Path:
     return save_figure(fig, out)
 
 
-def plot_roc_pr(labels: np.ndarray, scores: np.ndarray, out: Path, title: str) -> Path:
+def plot_roc_pr(
+    labels: np.ndarray, scores: np.ndarray, threshold: float, out: Path, title: str
+) -> Path:
+    """ROC and precision-recall for PNEUMONIA as the positive class, the operating point (the
+    threshold the model is served at) marked on both."""
     plt = pyplot()
+    predicted = scores >= threshold
+    positives, negatives = labels == 1, labels == 0
+    sensitivity = predicted[positives].mean() if positives.any() else np.nan
+    false_positive_rate = predicted[negatives].mean() if negatives.any() else np.nan
+    precision = labels[predicted].mean() if predicted.any() else np.nan
+    point = f"threshold {threshold:.3f}"
     fig, (roc, pr) = plt.subplots(1, 2, figsize=(9, 4))
     skm.RocCurveDisplay.from_predictions(labels, scores, ax=roc, name=title)
     roc.plot([0, 1], [0, 1], linestyle="--", color="grey")
+    roc.plot(false_positive_rate, sensitivity, "o", color="red", label=point)
+    roc.set_xlabel("false positive rate (NORMAL called PNEUMONIA)")
+    roc.set_ylabel("sensitivity (PNEUMONIA found)")
     skm.PrecisionRecallDisplay.from_predictions(labels, scores, ax=pr, name=title)
-    roc.set_title("ROC")
-    pr.set_title("Precision-recall")
+    pr.plot(sensitivity, precision, "o", color="red", label=point)
+    pr.set_xlabel("recall = sensitivity (PNEUMONIA)")
+    pr.set_ylabel("precision (PNEUMONIA calls that are right)")
+    for ax, name in ((roc, "ROC"), (pr, "Precision-recall")):
+        ax.set_title(f"{name}, positive class PNEUMONIA")
+        ax.legend(fontsize=7, loc="lower right" if ax is roc else "lower left")
     return save_figure(fig, out)
 
 
-def plot_augmentation_grid(data: PreparedData, cfg: TrainConfig, out: Path, count: int = 8) -> Path:
-    """Training images as the model sees them after augmentation."""
+def plot_augmentation_grid(
+    data: PreparedData, cfg: TrainConfig, out: Path, per_class: int = 4
+) -> Path:
+    """Training images of both classes as stored (top) and as the model sees them (bottom)."""
+    labels = data.train.labels
+    picked = [int(i) for c in (0, 1) for i in np.flatnonzero(labels == c)[:per_class]]
+    paths, chosen = [data.train.paths[i] for i in picked], labels[picked]
+    spec = InputSpec(cfg.image_size)
+    plain = next(iter(make_dataset(paths, chosen, spec, len(paths))))[0].numpy()
     augmenter = build_augmenter(cfg.augment, cfg.seed)
-    dataset = make_dataset(
-        data.train.paths[:count],
-        data.train.labels[:count],
-        InputSpec(cfg.image_size),
-        count,
-        augmenter,
-    )
-    images, labels = next(iter(dataset))
-    fig, axes = pyplot().subplots(1, len(labels), figsize=(2.2 * len(labels), 2.6), squeeze=False)
-    for ax, image, label in zip(axes[0], images.numpy(), labels.numpy(), strict=True):
-        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
-        ax.set_title("PNEUMONIA" if label else "NORMAL", fontsize=8)
-        ax.axis("off")
-    fig.suptitle(f"augmented training samples ({cfg.augment.model_dump()})", fontsize=8)
+    augmented = next(iter(make_dataset(paths, chosen, spec, len(paths), augmenter)))[0].numpy()
+    fig, axes = pyplot().subplots(2, len(paths), figsize=(2.2 * len(paths), 5.0), squeeze=False)
+    for column, label in enumerate(chosen):
+        for row, images in enumerate((plain, augmented)):
+            axes[row, column].imshow(images[column][..., 0], cmap="gray", vmin=0, vmax=255)
+            axes[row, column].axis("off")
+        axes[0, column].set_title("PNEUMONIA" if label else "NORMAL", fontsize=8)
+    settings = ", ".join(f"{k} {v}" for k, v in cfg.augment.model_dump().items())
+    fig.suptitle(f"training images: as stored (top), augmented (bottom)\n{settings}", fontsize=8)
     return save_figure(fig, out)

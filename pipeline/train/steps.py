@@ -96,7 +96,9 @@ def fine_tune_champion(
 def evaluate_model(
     trained: TrainedModel, data: PreparedData, settings: Settings, out_dir: Path
 ) -> Evaluation:
-    return evaluate_candidate(trained, data, settings.threshold, out_dir)
+    return evaluate_candidate(
+        trained, data, settings.threshold, out_dir, settings.gates.min_score_range
+    )
 
 
 def rescore_current_champion(

@@ -124,7 +124,7 @@ def test_promote_refuses_a_failed_version_unless_forced_and_rollback_undoes_it(
     before = champion_of(registry, "pneumonia-resnet")
     runner = CliRunner()
     refused = runner.invoke(app, ["promote", "pneumonia-resnet", failed, "--reason", "try"])
-    assert refused.exit_code == 2 and "did not pass its gate" in refused.output
+    assert refused.exit_code == 1 and "did not pass its gate" in refused.output
     assert champion_of(registry, "pneumonia-resnet") == before
 
     forced = runner.invoke(
@@ -143,6 +143,6 @@ def test_promote_refuses_a_failed_version_unless_forced_and_rollback_undoes_it(
     assert restored.tags["champion_reason"] == f"rollback from version {failed}: false positives"
     missing_version = str(latest_version(registry, "pneumonia-resnet") + 1)
     missing = runner.invoke(app, ["promote", "pneumonia-resnet", missing_version, "--reason", "x"])
-    assert missing.exit_code == 2 and f"has no version '{missing_version}'" in missing.output
+    assert missing.exit_code == 1 and f"has no version '{missing_version}'" in missing.output
     unknown = runner.invoke(app, ["promote", "pneumonia-foo", "1", "--reason", "x"])
-    assert unknown.exit_code == 2 and "no registered model 'pneumonia-foo'" in unknown.output
+    assert unknown.exit_code == 1 and "no registered model 'pneumonia-foo'" in unknown.output

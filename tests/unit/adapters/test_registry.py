@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -69,6 +70,20 @@ def test_two_registries_in_one_process_keep_to_their_own_state(tmp_path: Path) -
     np.testing.assert_allclose(
         reloaded.predict(example, verbose=0), model.predict(example, verbose=0)
     )
+
+
+def test_a_moved_or_copied_state_dir_is_refused_not_written_through(tmp_path: Path) -> None:
+    original = Registry.from_settings(Settings(home=tmp_path / "original"))
+    original.experiment_id()  # the experiment records its absolute artifact folder
+    shutil.copytree(tmp_path / "original", tmp_path / "copy")
+
+    copy = Registry.from_settings(Settings(home=tmp_path / "copy"))
+    with pytest.raises(RegistryError, match="was moved or copied") as refused:
+        copy.champion_version("pneumonia-cnn")
+    assert str((tmp_path / "original" / "mlartifacts").resolve()) in str(refused.value)
+    assert str((tmp_path / "copy").resolve()) in str(refused.value)
+    # The original itself still works.
+    assert original.champion_version("pneumonia-cnn") is None
 
 
 @pytest.fixture(scope="module")

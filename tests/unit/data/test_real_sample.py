@@ -75,7 +75,7 @@ def test_bad_files_are_quarantined_and_cross_split_duplicate_fails(
         p.relative_to(sample_with_bad_files).as_posix(): p
         for p in sample_with_bad_files.rglob("*.*")
     }
-    assert len(good) == 134 + 1  # the bundled sample plus the duplicate, which decodes fine
+    assert len(good) == 826 + 1  # the bundled sample plus the duplicate, which decodes fine
     for row in good.itertuples():
         stored = store.get(row.key)
         assert sha256(stored) == row.sha256 == sha256(originals[row.path].read_bytes())

@@ -11,7 +11,7 @@ from pipeline.monitor.drift_features import (
 from pipeline.monitor.simulate import shift_image
 from tests.conftest import SAMPLE
 
-XRAY = sorted((SAMPLE / "test" / "NORMAL").iterdir())[0].read_bytes()
+XRAY = sorted((SAMPLE / "val" / "NORMAL").iterdir())[0].read_bytes()  # original size
 
 
 def test_features_react_to_blur_and_contrast() -> None:
