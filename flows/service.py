@@ -12,10 +12,11 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from importlib.resources import files
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from pipeline.adapters.backends import open_store
 from pipeline.adapters.registry import CHAMPION, Registry
@@ -61,6 +62,12 @@ async def read_checked(upload: UploadFile, settings: Settings) -> tuple[str, byt
     name = upload.filename or "upload"
     check_upload(name, data, settings.serve_max_upload_bytes, settings.ingest.max_pixels)
     return name, data
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def reviewer_page() -> HTMLResponse:
+    """The reviewers' page: drop X-rays, see probability, label and Grad-CAM beside the image."""
+    return HTMLResponse(files("flows.web").joinpath("reviewer.html").read_text(encoding="utf-8"))
 
 
 @router.get("/health")

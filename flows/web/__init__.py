@@ -1,0 +1,1 @@
+"""Static pages the prediction service serves (the reviewer page at `/`)."""

@@ -1,0 +1,107 @@
+"""The reviewer page at `/` in a real browser: Debian's Chromium driven by Playwright, against
+`pneumo serve` running as its own process with a real (tiny) champion.
+
+CI sets PNEUMO_REQUIRE_BROWSER=1 (`.ci/run` installs Chromium), so there a missing browser fails
+the test; on a developer machine without Chromium it is skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests import processes
+from tests.conftest import REPO, SAMPLE
+from tests.e2e.conftest import Trained
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+IMAGES = [
+    sorted((SAMPLE / "test" / "PNEUMONIA").iterdir())[0],
+    sorted((SAMPLE / "val" / "NORMAL").iterdir())[0],  # an original, 1-2 Mpx
+]
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("PNEUMO_REQUIRE_BROWSER") == "1":
+            pytest.fail("Chromium is required (PNEUMO_REQUIRE_BROWSER=1): apt-get install chromium")
+        pytest.skip("no Chromium on this machine (apt-get install -y chromium)")
+    return found
+
+
+def ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def service_url(trained: Trained, tmp_path: Path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PNEUMO_", "MLFLOW_", "PREFECT_API"))
+    }
+    env |= trained.env | {"PYTHONPATH": str(REPO), "PNEUMO_SERVE_MAX_UPLOAD_BYTES": "3000000"}
+    command = [sys.executable, "-m", "flows.cli", "serve", "--port", str(port)]
+    log = tmp_path / "serve.log"
+    url = f"http://127.0.0.1:{port}"
+    with processes.running("pneumo serve", command, env=env, cwd=REPO, log=log) as process:
+        wait_until(
+            lambda: ready(url) or process.poll() is not None,
+            bool,
+            timeout=180,
+            what="pneumo serve to load the champion",
+        )
+        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+        yield url
+
+
+def test_reviewers_drop_xrays_and_see_label_probability_and_gradcam(
+    service_url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    not_an_image = tmp_path / "notes.jpeg"
+    not_an_image.write_text("Patient notes: not an image\n")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium())
+        page = browser.new_page()
+        page.goto(f"{service_url}/")
+        expect(page.get_by_test_id("model")).to_contain_text(
+            "pneumonia-resnet version", timeout=30_000
+        )
+        expect(page.get_by_test_id("model")).to_contain_text("AUC")
+
+        page.get_by_test_id("files").set_input_files([*IMAGES, not_an_image])
+        results = page.get_by_test_id("result")
+        expect(results).to_have_count(3, timeout=120_000)
+        expect(page.get_by_test_id("gradcam")).to_have_count(2, timeout=120_000)
+
+        # Cards are newest first: the rejected file, then the two X-rays.
+        expect(results.nth(0).get_by_test_id("error")).to_contain_text(
+            "Not scored: not a JPEG or PNG image"
+        )
+        for card, image in zip((results.nth(2), results.nth(1)), IMAGES, strict=True):
+            expect(card).to_contain_text(image.name)
+            expect(card.get_by_test_id("label")).to_have_text(re.compile(r"^(NORMAL|PNEUMONIA)$"))
+            expect(card.get_by_test_id("probability")).to_contain_text(
+                re.compile(r"probability of pneumonia [01]\.\d{3} \(threshold [01]\.\d{3}")
+            )
+            overlay = card.get_by_test_id("gradcam")
+            assert overlay.evaluate("img => img.complete && img.naturalWidth") > 0
+        browser.close()
