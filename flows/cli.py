@@ -65,6 +65,10 @@ def configure_runtime(settings: Settings) -> None:
         "KERAS_HOME": str(home / "keras"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        # Library chatter (database set-up notes, download bars) off in CLI output; real
+        # warnings and errors stay.
+        "MLFLOW_LOGGING_LEVEL": "WARNING",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
@@ -100,6 +104,8 @@ def main(
         # The flows build their settings from the environment, in this process or on a worker.
         os.environ["PNEUMO_PROFILE"] = profile
     settings = load_settings()
+    if verbose:  # library notes back on (configure_runtime keeps values already set)
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO")
     configure_runtime(settings)
     runtime.exit_on_sigterm()
     runtime.mark_as_parent()

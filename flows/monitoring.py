@@ -20,6 +20,7 @@ from flows.tasks import (
     evaluate_gate_register,
     labeled_task,
     prepare_run,
+    publish_summary,
     timed,
     warm_start_task,
 )
@@ -51,6 +52,7 @@ def retrain_champion(
     context = dataclasses.replace(
         run.context,
         extra_tags={
+            **run.context.extra_tags,
             "retrain_reason": reason,
             "drift_report_uri": drift_report.removeprefix(f"{DRIFT_EVENT}:") or "none",
             "warm_start_from": version,
@@ -58,9 +60,7 @@ def retrain_champion(
     )
     outcome = evaluate_gate_register(trained, PreparedRun(run.data, context), settings, phase)
     summary = summarise([outcome], context.provenance, timings, settings, context.run_dir)
-    create_markdown_artifact(
-        key="retrain-summary", markdown=summary["markdown"], description="retrain-champion"
-    )
+    publish_summary(summary, "retrain-summary", "retrain-champion")
     return summary
 
 

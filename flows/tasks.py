@@ -10,12 +10,18 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from prefect import Task, get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from prefect.states import State
 
 from flows.guard import champion_guard
@@ -205,7 +211,10 @@ def prepare_run(
         validation = validate_task(settings)
     with timed(timings, "prepare"):
         data = prepare_task(settings, validation.manifest_id)
-    return PreparedRun(data, start_run(validation, data, settings))
+    context = start_run(validation, data, settings)
+    # Links each MLflow run and version to the Prefect flow run that made it.
+    flow_tags = {"prefect_flow_run_id": str(flow_run.get_id())}
+    return PreparedRun(data, replace(context, extra_tags={**context.extra_tags, **flow_tags}))
 
 
 def evaluate_gate_register(
@@ -234,3 +243,29 @@ def evaluate_gate_register(
             )
     before = champion.version if champion else None
     return ModelOutcome(kind, evaluation, decision, registered, trained, before, phase)
+
+
+def publish_summary(summary: dict, key: str, description: str) -> None:
+    """The run's results as Prefect artifacts: a narrow table (one row per model, the verdict
+    in view), the markdown summary, and a link to the report folder."""
+    rows = [
+        {
+            "model": m["model"],
+            "version": m["version"],
+            "gate": "PASS" if m["gate_passed"] else "FAIL",
+            "champion": "moved here" if m["champion"] else "unchanged",
+            "AUC": round(m["metrics"]["roc_auc"], 3),
+            "sensitivity": round(m["metrics"]["sensitivity"], 3),
+            "specificity": round(m["metrics"]["specificity"], 3),
+            "threshold": round(m["threshold"], 3),
+        }
+        for m in summary["models"].values()
+    ]
+    create_table_artifact(key=f"{key}-models", table=rows, description=description)
+    create_markdown_artifact(key=key, markdown=summary["markdown"], description=description)
+    create_link_artifact(
+        key=f"{key}-reports",
+        link=Path(summary["report_dir"]).resolve().as_uri(),
+        link_text="report folder (plots, predictions, classification reports)",
+        description=description,
+    )

@@ -7,9 +7,8 @@ ingest -> validate -> prepare -> for each model: train -> evaluate -> re-score c
 from __future__ import annotations
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
 
-from flows.tasks import evaluate_gate_register, prepare_run, timed, train_task
+from flows.tasks import evaluate_gate_register, prepare_run, publish_summary, timed, train_task
 from pipeline.settings import Settings
 from pipeline.train.candidate import summarise
 
@@ -29,7 +28,5 @@ def training_pipeline(
             trained = train_task(kind, run.data, settings)
         outcomes.append(evaluate_gate_register(trained, run, settings, phase))
     summary = summarise(outcomes, run.context.provenance, timings, settings, run.context.run_dir)
-    create_markdown_artifact(
-        key="training-summary", markdown=summary["markdown"], description="training-pipeline"
-    )
+    publish_summary(summary, "training-summary", "training-pipeline")
     return summary

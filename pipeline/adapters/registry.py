@@ -104,6 +104,9 @@ class Candidate:
     artifacts: list[Path]
     tags: dict[str, str]
     input_example: np.ndarray
+    description: str = ""  # the version's one-paragraph summary in the registry UI
+    started_ms: int | None = None  # training start: the run's start time
+    dataset: dict[str, str] | None = None  # the training manifest: name, digest, source, profile
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,9 @@ class Registry:
         # The same context tags (user, source, git commit) that mlflow.start_run records.
         owner = {OWNER_TAGS[0]: socket.gethostname(), OWNER_TAGS[1]: str(os.getpid())}
         tags = resolve_tags({**candidate.tags, **owner})
-        run = self.client.create_run(self.experiment_id(), run_name=name, tags=tags)
+        run = self.client.create_run(
+            self.experiment_id(), start_time=candidate.started_ms, run_name=name, tags=tags
+        )
         run_id = run.info.run_id
         checkpoint("register:run-created")
         try:
@@ -221,6 +226,8 @@ class Registry:
             for epoch, value in enumerate(values)
         ]
         self.client.log_batch(run_id, params=params)
+        if candidate.dataset is not None:
+            self._log_dataset(run_id, candidate.dataset)
         for start in range(0, len(metrics), 1000):  # MLflow's per-request limit
             self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
         for path in candidate.artifacts:
@@ -242,6 +249,17 @@ class Registry:
             )
             self.client.log_artifacts(run_id, str(folder), artifact_path=MODEL_DIR)
 
+    def _log_dataset(self, run_id: str, dataset: dict[str, str]) -> None:
+        """The training manifest as the run's dataset input (MLflow's "Datasets used")."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        entity = Dataset(
+            dataset["name"], dataset["digest"], "pneumo-manifest", dataset["source"],
+            profile=dataset.get("profile"),
+        )  # fmt: skip
+        context = InputTag("mlflow.data.context", "training")
+        self.client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=[context])])
+
     def _register(self, name: str, source: str, run_id: str, candidate: Candidate) -> str:
         from mlflow.exceptions import MlflowException
 
@@ -249,7 +267,9 @@ class Registry:
             self.client.get_registered_model(name)
         except MlflowException:
             self.client.create_registered_model(name)
-        found = self.client.create_model_version(name, source, run_id, tags=candidate.tags)
+        found = self.client.create_model_version(
+            name, source, run_id, tags=candidate.tags, description=candidate.description or None
+        )
         return str(found.version)
 
     def champion_version(self, name: str) -> Any | None:

@@ -37,6 +37,8 @@ class TrainedModel:
     weights_source: str = "none (trained from scratch)"
     phases: dict[str, float] = field(default_factory=dict)  # seconds per training phase
     epochs: dict[str, int] = field(default_factory=dict)  # epochs run per training phase
+    # When training began (Unix seconds): the MLflow run starts here, so its duration is real.
+    started_at: float = field(default_factory=time.time)
 
     def add_phase(self, name: str, seconds: float) -> None:
         self.phases[name] = round(self.phases.get(name, 0.0) + seconds, 1)
@@ -86,6 +88,7 @@ def _fit(
         epochs=epochs,
         class_weight=class_weight,
         callbacks=[stop, *callbacks],
+        shuffle=arrays,  # a tf.data pipeline shuffles itself (and Keras warns if asked)
         verbose=2,
     )
     trained.add_phase(phase, time.perf_counter() - start)

@@ -11,12 +11,12 @@ from pipeline.monitor.drift_features import (
 from pipeline.monitor.simulate import shift_image
 from tests.conftest import SAMPLE
 
-XRAY = sorted((SAMPLE / "val" / "NORMAL").iterdir())[0].read_bytes()  # original size
+XRAY = sorted((SAMPLE / "test" / "NORMAL").iterdir())[0].read_bytes()
 
 
 def test_features_react_to_blur_and_contrast() -> None:
     base = image_features(XRAY)
-    assert base["width"] > 500 and base["aspect_ratio"] == pytest.approx(
+    assert base["width"] == 224 and base["aspect_ratio"] == pytest.approx(
         base["width"] / base["height"]
     )
     assert image_features(shift_image(XRAY, "blur"))["sharpness"] < base["sharpness"] / 2
