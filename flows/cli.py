@@ -353,12 +353,17 @@ def ui(ctx: typer.Context) -> None:
     from flows.ui import running_servers, ui_servers, wait_for_exit
 
     settings = settings_of(ctx)
-    if os.environ.get("PREFECT_API_URL"):
-        raise output.fail(
-            f"PREFECT_API_URL is set: open that server's UI ({os.environ['PREFECT_API_URL']}) "
-            "instead; `pneumo ui` serves the embedded state",
-            code=2,
-        )
+    servers_in_use = {
+        "PREFECT_API_URL": os.environ.get("PREFECT_API_URL", ""),
+        "the MLflow tracking URI": settings.tracking_uri(),
+    }
+    for what, url in servers_in_use.items():
+        if url.startswith("http"):
+            raise output.fail(
+                f"{what} is a server ({url}): open its own UI; `pneumo ui` serves the "
+                "embedded state",
+                code=2,
+            )
     servers = ui_servers(settings.tracking_uri(), os.environ["PREFECT_HOME"])
     typer.echo("starting the MLflow and Prefect UIs (loopback only)...")
     with reported(RuntimeError), running_servers(servers, settings.home / "logs") as processes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -56,6 +57,18 @@ def no_process_left_behind():
     problems = processes.PROBLEMS + [f"still running at the end: {name}" for name in alive]
     if alive:
         pytest.fail("processes started by the tests were left behind: " + "; ".join(problems))
+
+
+@pytest.fixture(autouse=True)
+def unbound_concurrency_service():
+    """Prefect's slot-acquisition service is a per-process singleton whose client is bound to
+    the API URL of its first use. Tests switch Prefect servers within one process (the e2e
+    harness, the integration server), so after each test its instances are stopped; the next
+    acquisition starts one on the server then in effect."""
+    yield
+    services = sys.modules.get("prefect.concurrency.services")
+    if services is not None:
+        services.ConcurrencySlotAcquisitionWithLeaseService.drain_all(timeout=10, at_exit=False)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -6,24 +6,16 @@ import os
 import re
 import signal
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from flows.ui import is_up
 from tests import processes
 from tests.conftest import REPO
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def test_ui_serves_mlflow_and_prefect_on_the_state_dir_and_ctrl_c_stops_both(
@@ -46,8 +38,8 @@ def test_ui_serves_mlflow_and_prefect_on_the_state_dir_and_ctrl_c_stops_both(
         )
         urls = dict(re.findall(r"^(MLflow UI|Prefect UI): (http://127\.0\.0\.1:\d+)$", out, re.M))
         assert set(urls) == {"MLflow UI", "Prefect UI"}, out
-        assert answers(f"{urls['MLflow UI']}/health")
-        assert answers(f"{urls['Prefect UI']}/api/health")
+        assert is_up(f"{urls['MLflow UI']}/health")
+        assert is_up(f"{urls['Prefect UI']}/api/health")
         # The Prefect UI reads the embedded state's database, not one of its own.
         assert (tmp_path / "home" / "prefect" / "prefect.db").is_file()
 
@@ -55,4 +47,4 @@ def test_ui_serves_mlflow_and_prefect_on_the_state_dir_and_ctrl_c_stops_both(
         assert process.wait(timeout=60) == 0, log.read_text(errors="replace")[-3000:]
     assert "stopping both" in log.read_text()
     for url in urls.values():
-        assert not answers(url), f"{url} still answers after Ctrl-C"
+        assert not is_up(url), f"{url} still answers after Ctrl-C"
