@@ -23,14 +23,13 @@ import tensorflow as tf
 from benchmarks.common import PEAK_GFLOPS, TRAIN224, WEIGHTS, machine
 from benchmarks.flops import forward_flops
 from pipeline.settings import TrainConfig
-from pipeline.train.inputs import InputSpec, make_dataset
+from pipeline.train.inputs import InputSpec, image_batches
 from pipeline.train.models import HEAD_LAYER, build_resnet
 
 
 def images(size: int, count: int) -> np.ndarray:
     paths = sorted(str(p) for p in (TRAIN224 / "train").rglob("*.jpeg"))[::7][:count]
-    dataset = make_dataset(paths, np.zeros(len(paths), np.float32), InputSpec(size), count)
-    return next(iter(dataset))[0].numpy()
+    return next(iter(image_batches(paths, InputSpec(size), count))).numpy()
 
 
 def measure(score: Callable[[np.ndarray], np.ndarray], batches: list[np.ndarray]) -> tuple:

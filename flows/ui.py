@@ -86,17 +86,18 @@ def running_servers(servers: list[UiServer], log_dir: Path) -> Iterator[list[sub
     processes = []
     try:
         for server in servers:
-            log = (log_dir / f"{server.name.split()[0].lower()}-ui.log").open("ab")
-            processes.append(
-                subprocess.Popen(
-                    server.command,
-                    env=os.environ | server.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,  # its workers are stopped with it, as one group
+            log_path = log_dir / f"{server.name.split()[0].lower()}-ui.log"
+            with log_path.open("ab") as log:  # the child keeps its own copy of the handle
+                processes.append(
+                    subprocess.Popen(
+                        server.command,
+                        env=os.environ | server.env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,  # its workers are stopped with it, as one group
+                    )
                 )
-            )
         wait_until_up(servers, processes, log_dir)
         yield processes
     finally:

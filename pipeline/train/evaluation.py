@@ -70,7 +70,7 @@ def evaluate_candidate(
         out_dir / "test_predictions.csv",
         out_dir / "val_predictions.csv",
         plot_confusion(metrics, out_dir / "confusion_matrix.png", title),
-        plot_roc_pr(data.test.labels, test_scores, threshold, out_dir / "roc_pr.png", title),
+        plot_roc_pr(data.test.labels, test_scores, metrics, out_dir / "roc_pr.png", title),
         plot_gradcam_examples(trained, data.test, test_scores, threshold, out_dir / "gradcam.png"),
     ]
     if trained.history:

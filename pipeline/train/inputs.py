@@ -168,5 +168,10 @@ def prepare_data(
 
 def predict_files(model: keras.Model, paths: list[str], batch_size: int = 32) -> np.ndarray:
     """PNEUMONIA probabilities for image files, decoded as the model's own input."""
-    dataset = make_dataset(paths, np.zeros(len(paths), np.float32), input_spec(model), batch_size)
-    return model.predict(dataset.map(lambda x, _: x), verbose=0).ravel()
+    return model.predict(image_batches(paths, input_spec(model), batch_size), verbose=0).ravel()
+
+
+def image_batches(paths: list[str], spec: InputSpec, batch_size: int) -> tf.data.Dataset:
+    """Decoded images alone, in file order, for inference (no labels, shuffling or augmenting)."""
+    unlabelled = make_dataset(paths, np.zeros(len(paths), np.float32), spec, batch_size)
+    return unlabelled.map(lambda images, _: images)

@@ -9,7 +9,7 @@ from sklearn import metrics as skm
 
 from pipeline.figures import pyplot, save_figure
 from pipeline.settings import TrainConfig
-from pipeline.train.inputs import InputSpec, PreparedData, make_dataset
+from pipeline.train.inputs import InputSpec, PreparedData, image_batches
 from pipeline.train.models import build_augmenter
 
 
@@ -63,17 +63,14 @@ def plot_confusion(metrics: dict[str, float], out: Path, title: str) -> Path:
 
 
 def plot_roc_pr(
-    labels: np.ndarray, scores: np.ndarray, threshold: float, out: Path, title: str
+    labels: np.ndarray, scores: np.ndarray, metrics: dict[str, float], out: Path, title: str
 ) -> Path:
     """ROC and precision-recall for PNEUMONIA as the positive class, the operating point (the
-    threshold the model is served at) marked on both."""
+    threshold the model is served at, with the metrics reported for it) marked on both."""
     plt = pyplot()
-    predicted = scores >= threshold
-    positives, negatives = labels == 1, labels == 0
-    sensitivity = predicted[positives].mean() if positives.any() else np.nan
-    false_positive_rate = predicted[negatives].mean() if negatives.any() else np.nan
-    precision = labels[predicted].mean() if predicted.any() else np.nan
-    point = f"threshold {threshold:.3f}"
+    sensitivity, precision = metrics["sensitivity"], metrics["precision"]
+    false_positive_rate = 1 - metrics["specificity"]
+    point = f"threshold {metrics['threshold']:.3f}"
     fig, (roc, pr) = plt.subplots(1, 2, figsize=(9, 4))
     skm.RocCurveDisplay.from_predictions(labels, scores, ax=roc, name=title)
     roc.plot([0, 1], [0, 1], linestyle="--", color="grey")
@@ -97,10 +94,9 @@ def plot_augmentation_grid(
     labels = data.train.labels
     picked = [int(i) for c in (0, 1) for i in np.flatnonzero(labels == c)[:per_class]]
     paths, chosen = [data.train.paths[i] for i in picked], labels[picked]
-    spec = InputSpec(cfg.image_size)
-    plain = next(iter(make_dataset(paths, chosen, spec, len(paths))))[0].numpy()
-    augmenter = build_augmenter(cfg.augment, cfg.seed)
-    augmented = next(iter(make_dataset(paths, chosen, spec, len(paths), augmenter)))[0].numpy()
+    plain = next(iter(image_batches(paths, InputSpec(cfg.image_size), len(paths))))
+    augmented = build_augmenter(cfg.augment, cfg.seed)(plain, training=True).numpy()
+    plain = plain.numpy()
     fig, axes = pyplot().subplots(2, len(paths), figsize=(2.2 * len(paths), 5.0), squeeze=False)
     for column, label in enumerate(chosen):
         for row, images in enumerate((plain, augmented)):

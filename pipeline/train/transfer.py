@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline.train.inputs import AUTOTUNE, input_spec, make_dataset
+from pipeline.train.inputs import AUTOTUNE, image_batches, input_spec
 from pipeline.train.models import BASE_LAYER, HEAD_LAYER
 
 # The output layer of every residual block of Keras' ResNet50, bottom to top.
@@ -92,8 +92,7 @@ def compute_activations(
 
     Shape `[views * len(paths), ...]`, view-major: row `v * len(paths) + i` is view v of image i.
     """
-    images = make_dataset(paths, np.zeros(len(paths), np.float32), input_spec(bottom), batch_size)
-    images = images.map(lambda x, _: x)
+    images = image_batches(paths, input_spec(bottom), batch_size)
     passes = [images]
     if augmenter is not None:
         augmented = images.map(lambda x: augmenter(x, training=True), num_parallel_calls=AUTOTUNE)

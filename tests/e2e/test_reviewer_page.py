@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from flows.ui import free_port, is_up
 from tests import processes
 from tests.conftest import REPO, SAMPLE
 from tests.e2e.conftest import Trained
@@ -38,19 +37,9 @@ def chromium() -> str:
     return found
 
 
-def ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def service_url(trained: Trained, tmp_path: Path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {
         key: value
         for key, value in os.environ.items()
@@ -62,7 +51,7 @@ def service_url(trained: Trained, tmp_path: Path):
     url = f"http://127.0.0.1:{port}"
     with processes.running("pneumo serve", command, env=env, cwd=REPO, log=log) as process:
         wait_until(
-            lambda: ready(url) or process.poll() is not None,
+            lambda: is_up(f"{url}/health") or process.poll() is not None,
             bool,
             timeout=180,
             what="pneumo serve to load the champion",
