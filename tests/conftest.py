@@ -156,3 +156,18 @@ def small_dataset(tmp_path: Path) -> Path:
     test = {f"IM-{i:04d}": 1 for i in range(100, 103)} | {f"person{i}": 1 for i in range(100, 103)}
     val = {"NORMAL2-IM-0001": 1, "person900": 1}
     return make_dataset(tmp_path / "chest_xray", {"train": train, "test": test, "val": val})
+
+
+@pytest.fixture
+def data_docs(small_dataset: Path, store: LocalStore, settings: Settings, tmp_path: Path) -> Path:
+    """Data Docs of a clean manifest, as the validate step writes them; returns their folder."""
+    from pipeline.data.ingest import ingest_folder
+    from pipeline.data.split import assign_splits
+    from pipeline.data.validation import validate_manifest
+    from pipeline.settings import SplitConfig, ValidationConfig
+
+    manifest = assign_splits(
+        ingest_folder(small_dataset, store, settings.ingest).manifest, SplitConfig()
+    )
+    validate_manifest(manifest, ValidationConfig(min_rows=5), tmp_path / "docs")
+    return tmp_path / "docs"

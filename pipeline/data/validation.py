@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.data.datadocs import make_offline
 from pipeline.data.ingest import LABELS, SPLITS
 from pipeline.settings import ValidationConfig
 
@@ -29,6 +30,8 @@ REQUIRED_COLUMNS = (
 )
 USABLE = "quarantined == False"
 MAX_EXAMPLES = 5
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,11 @@ def validate_manifest(
     )
     result = checkpoint.run(batch_parameters={"dataframe": build_check_table(manifest)})
     checks = [_outcome(r) for run in result.run_results.values() for r in run.results]
-    docs_path = docs_dir / "index.html" if docs_dir else None
+    docs_path = None
+    if docs_dir is not None:
+        docs_path = docs_dir / "index.html"
+        if remote := make_offline(docs_dir):
+            log.warning("Data Docs still load from the internet: %s", "; ".join(remote))
     return ValidationReport(checks=checks, docs_path=docs_path)
 
 

@@ -1,15 +1,10 @@
 """The reviewer page at `/` in a real browser: Debian's Chromium driven by Playwright, against
-`pneumo serve` running as its own process with a real (tiny) champion.
-
-CI sets PNEUMO_REQUIRE_BROWSER=1 (`.ci/run` installs Chromium), so there a missing browser fails
-the test; on a developer machine without Chromium it is skipped, saying why.
-"""
+`pneumo serve` running as its own process with a real (tiny) champion."""
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,6 +12,7 @@ import pytest
 
 from flows.ui import free_port, is_up
 from tests import processes
+from tests.browser import chromium
 from tests.conftest import REPO, SAMPLE
 from tests.e2e.conftest import Trained
 from tests.waiting import wait_until
@@ -26,15 +22,6 @@ IMAGES = [
     sorted((SAMPLE / "test" / "PNEUMONIA").iterdir())[0],
     sorted((SAMPLE / "test" / "NORMAL").iterdir())[0],
 ]
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("PNEUMO_REQUIRE_BROWSER") == "1":
-            pytest.fail("Chromium is required (PNEUMO_REQUIRE_BROWSER=1): apt-get install chromium")
-        pytest.skip("no Chromium on this machine (apt-get install -y chromium)")
-    return found
 
 
 @pytest.fixture

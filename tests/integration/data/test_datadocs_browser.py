@@ -1,0 +1,43 @@
+"""Data Docs render completely with the network cut: a real Chromium opens them from disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.browser import chromium
+
+pytestmark = pytest.mark.slow
+INDEX_ROWS = "#section-1-content-block-2-1-body-table tbody tr"
+
+
+def test_data_docs_render_offline(data_docs: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    blocked: list[str] = []
+
+    def refuse(route) -> None:
+        blocked.append(route.request.url)
+        route.abort()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium())
+        page = browser.new_page()
+        page.route("http*://**/*", refuse)
+        page.goto((data_docs / "index.html").as_uri())
+        # bootstrap-table builds the index list in the browser: without jQuery it stays empty.
+        expect(page.locator(INDEX_ROWS)).to_have_count(1)
+        expect(page.locator(INDEX_ROWS)).to_contain_text("manifest")
+        icon = page.locator(f"{INDEX_ROWS} .ge-success-icon")
+        expect(icon).to_be_visible()
+        assert icon.evaluate("i => i.getBoundingClientRect().width") > 0
+        assert page.evaluate(
+            "async () => { await document.fonts.ready;"
+            " return document.fonts.check('900 16px \"Font Awesome 6 Free\"'); }"
+        )
+        page.locator(INDEX_ROWS).click()  # the row links to the validation result
+        expect(page.locator("body")).to_contain_text("Expectation")
+        assert page.evaluate("() => typeof $.fn.bootstrapTable") == "function"
+        browser.close()
+    assert blocked == []
