@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +60,10 @@ def configure_runtime(settings: Settings) -> None:
     home.mkdir(parents=True, exist_ok=True)  # Prefect creates its home, but not the parents
     defaults = {
         "PREFECT_HOME": str(home / "prefect"),
+        # Nothing leaves the machine unasked: no usage data from Prefect (server or client, whose
+        # first-run notice also clutters the first screen) or MLflow. DO_NOT_TRACK=0 opts in.
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
         "KERAS_HOME": str(home / "keras"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -135,8 +138,7 @@ def run() -> None:
 @contextmanager
 def flow_process(cli: Cli) -> Iterator[None]:
     """Around a flow call: end what killed commands left, tag the new runs with this process."""
-    if not cli.verbose:
-        runtime.quiet_tracebacks()
+    runtime.route_logs(cli.settings.home, cli.verbose)
     crashed = runtime.crash_orphaned_flow_runs()
     if crashed:
         typer.echo(f"marked {len(crashed)} flow runs of killed pneumo processes as crashed")
@@ -157,12 +159,6 @@ def reported(*errors: type[Exception], code: int = 1) -> Iterator[None]:
         raise output.fail(str(exc), code) from None
 
 
-def _progress(rows: Iterable[dict], total: int) -> Iterable[dict]:
-    from tqdm import tqdm
-
-    return tqdm(rows, total=total, desc="ingest", unit="img", disable=None)
-
-
 @app.command()
 def ingest(
     ctx: typer.Context, path: Annotated[Path, typer.Argument(help="Kaggle layout.")]
@@ -175,7 +171,7 @@ def ingest(
 
     settings = settings_of(ctx)
     with reported(IngestError, StorageError):
-        summary = ingest_dataset(path, open_store(settings), settings, _progress)
+        summary = ingest_dataset(path, open_store(settings), settings, output.progress_bar)
     output.print_ingest(summary)
 
 
@@ -244,7 +240,12 @@ def predict_and_print(source: str, out: Path | None, settings: Settings) -> None
 
     with reported(RegistryError, FileNotFoundError, StorageError):
         batch = predict_source(
-            source, open_store(settings), Registry.from_settings(settings), settings, out
+            source,
+            open_store(settings),
+            Registry.from_settings(settings),
+            settings,
+            out,
+            output.progress_bar,
         )
     output.print_predictions(batch)
 

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
+
+from pipeline.settings import IMAGENET_WEIGHTS_FILE
 
 if TYPE_CHECKING:  # the monitoring steps load TensorFlow: not at `pneumo --help` time
     from pipeline.data.steps import IngestSummary, ValidationSummary
     from pipeline.monitor.steps import BatchPrediction
     from pipeline.settings import Settings
+
+
+T = TypeVar("T")
+
+
+def progress_bar(items: Iterable[T], total: int, what: str) -> Iterable[T]:
+    """A `pipeline.progress.Progress` for people: a bar on a terminal, nothing in logs or pipes."""
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=what, unit="img", disable=None, leave=False)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -91,8 +104,8 @@ def print_next_steps(resnet: dict | None) -> None:
         typer.echo(
             "\nnote: the ResNet trained from random weights, not ImageNet "
             f"({resnet['weights_source']}). Give the weights with "
-            "PNEUMO_TRAIN__RESNET_WEIGHTS=/path/to/resnet50_weights_tf_dim_ordering_tf_kernels_"
-            "notop.h5 (or allow the Keras download) and train again."
+            f"PNEUMO_TRAIN__RESNET_WEIGHTS=/path/to/{IMAGENET_WEIGHTS_FILE} (or allow the Keras "
+            "download) and train again."
         )
     if resnet is None or not resnet.get("champion_version"):
         why = "; ".join(resnet["gate_reasons"]) if resnet else "the ResNet was not trained"

@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from pipeline.adapters.registry import pid_alive
@@ -115,19 +116,54 @@ class _WithoutTraceback(logging.Formatter):
             record.exc_info, record.exc_text = saved
 
 
-def quiet_tracebacks() -> None:
-    """Prefect's console handlers print failures without their tracebacks (see --verbose)."""
-    import prefect.logging  # noqa: F401 - configures Prefect's handlers
+# Loggers whose notes below ERROR are for library developers: TensorFlow's retracing hints,
+# GX's temporary-directory note, numpy's warnings (through `py.warnings`).
+NOISY_LOGGERS = ("tensorflow", "absl", "great_expectations", "h5py", "py.warnings")
 
+
+class _LibraryNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.name.startswith(NOISY_LOGGERS)
+
+
+LOG_MAX_BYTES = 10_000_000
+
+
+def log_path(home: Path) -> Path:
+    return home / "logs" / "pneumo.log"
+
+
+def route_logs(home: Path, verbose: bool) -> None:
+    """Everything logged (warnings included) goes to the log file; the console gets less.
+
+    Without --verbose the console shows no library notes below ERROR and prints failures
+    without their tracebacks; the log file keeps both. Idempotent within a process.
+    """
+    import prefect.main  # noqa: F401 - sets up Prefect's handlers first (as `from prefect import …`)
+
+    logging.captureWarnings(True)
+    root, target = logging.getLogger(), log_path(home).resolve()
+    if not any(getattr(h, "baseFilename", None) == str(target) for h in root.handlers):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Every command appends: rotate so years of scheduled runs do not fill the disk.
+        to_file = RotatingFileHandler(target, maxBytes=LOG_MAX_BYTES, backupCount=3)
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(to_file)
+    if verbose:
+        return
     # Prefect's console handler sits on the root logger; its own loggers propagate to it.
-    for handler in logging.getLogger().handlers:
-        if type(handler).__name__ == "PrefectConsoleHandler":
+    # TensorFlow adds a console handler of its own when imported before Prefect's set-up.
+    consoles = [h for h in root.handlers if type(h).__name__ == "PrefectConsoleHandler"]
+    for handler in [*consoles, *logging.getLogger("tensorflow").handlers]:
+        if not any(isinstance(f, _LibraryNoise) for f in handler.filters):
+            handler.addFilter(_LibraryNoise())
+        if not isinstance(handler.formatter, _WithoutTraceback):
             handler.setFormatter(_WithoutTraceback(handler.formatter))
 
 
 def write_traceback(exc: BaseException, home: Path, argv: list[str]) -> Path:
     """Append the full traceback of a failed command to the state directory's log."""
-    log = home / "logs" / "pneumo.log"
+    log = log_path(home)
     log.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     with log.open("a") as handle:

@@ -25,6 +25,7 @@ from prefect.runtime import flow_run
 from prefect.states import State
 
 from flows.guard import champion_guard
+from flows.output import progress_bar
 from pipeline.adapters.backends import is_transient, open_store
 from pipeline.adapters.registry import Reference, Registry
 from pipeline.data.steps import (
@@ -177,7 +178,7 @@ def register_task(
 def reference_task(trained: TrainedModel, data: PreparedData) -> Reference:
     # Held-out images, scored out-of-sample as production images will be: the training images
     # would look more confident to the model than anything it sees later.
-    return profile_reference(trained.model, data.val.paths)
+    return profile_reference(trained.model, data.val.paths, progress_bar)
 
 
 @step("recover", IO)

@@ -60,6 +60,11 @@ class AugmentConfig(BaseModel):
     flip: bool = False
 
 
+# The file Keras downloads for ResNet50(weights="imagenet", include_top=False): what a user
+# without network access fetches elsewhere and gives as PNEUMO_TRAIN__RESNET_WEIGHTS.
+IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
 class TrainConfig(BaseModel):
     """Model and training sizes; `PROFILES` holds the named profiles' defaults."""
 

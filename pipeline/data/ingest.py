@@ -7,7 +7,7 @@ one at a time by a small thread pool, so memory stays flat whatever the dataset 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +16,7 @@ import pandas as pd
 
 from pipeline.adapters.storage import ObjectStore, put_content_addressed, sha256_hex
 from pipeline.data.images import inspect_image
+from pipeline.progress import Progress, silent
 from pipeline.settings import IngestConfig
 
 LABELS = ("NORMAL", "PNEUMONIA")
@@ -149,16 +150,14 @@ def ingest_folder(
     path: Path,
     store: ObjectStore,
     cfg: IngestConfig,
-    progress: Callable[[Iterable[dict], int], Iterable[dict]] | None = None,
+    progress: Progress = silent,
 ) -> IngestResult:
     """Store every file under `path` and return the manifest rows (no split assigned yet)."""
     root = resolve_dataset_root(path)
     sources = discover_files(root)
     with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
-        rows: Iterable[dict] = pool.map(lambda s: describe_and_store(s, store, cfg), sources)
-        if progress is not None:
-            rows = progress(rows, len(sources))
-        collected = list(rows)
+        rows = pool.map(lambda s: describe_and_store(s, store, cfg), sources)
+        collected = list(progress(rows, len(sources), "ingest"))
     frame = pd.DataFrame(collected)
     stored = int(frame.pop("_new").sum())
     frame["split"] = pd.NA

@@ -6,7 +6,6 @@ the callers decide what to print, log or fail on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from pipeline.data.manifest import (
 )
 from pipeline.data.split import assign_splits, merge_labeled
 from pipeline.data.validation import ValidationReport, validate_manifest
+from pipeline.progress import Progress, silent
 from pipeline.settings import Settings
 
 
@@ -46,7 +46,7 @@ def ingest_dataset(
     path: Path,
     store: ObjectStore,
     settings: Settings,
-    progress: Callable[[Iterable[dict], int], Iterable[dict]] | None = None,
+    progress: Progress = silent,
 ) -> IngestSummary:
     """Ingest `path`, assign splits by patient, store the manifest and the quarantine report."""
     result = ingest_folder(path, store, settings.ingest, progress)

@@ -17,6 +17,7 @@ from pipeline.data.ingest import IMAGE_SUFFIXES
 from pipeline.monitor.champion import Champion
 from pipeline.monitor.drift_features import feature_table
 from pipeline.monitor.probe import probe_images
+from pipeline.progress import Progress, silent
 
 
 def read_images(source: str, store: ObjectStore) -> list[tuple[str, bytes]]:
@@ -36,7 +37,11 @@ def read_images(source: str, store: ObjectStore) -> list[tuple[str, bytes]]:
 
 
 def predict_batch(
-    champion: Champion, items: list[tuple[str, bytes]], max_pixels: int, now: datetime | None = None
+    champion: Champion,
+    items: list[tuple[str, bytes]],
+    max_pixels: int,
+    now: datetime | None = None,
+    progress: Progress = silent,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(predictions with drift features, rejected images with the reason) for a batch."""
     now = now or datetime.now(UTC)
@@ -47,9 +52,9 @@ def predict_batch(
         issue = issue or inspect_image(data, max_pixels).issue
         (rejected.append({"image": name, "issue": issue}) if issue else good.append((name, data)))
     images = [data for _, data in good]
-    probabilities, embeddings = probe_images(champion.probe, images)
+    probabilities, embeddings = probe_images(champion.probe, images, progress=progress)
     features = (
-        feature_table(images, embeddings, probabilities, champion.projection)
+        feature_table(images, embeddings, probabilities, champion.projection, progress)
         if good
         else pd.DataFrame()
     )

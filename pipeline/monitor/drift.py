@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from pipeline.monitor.drift_features import EMBEDDING_COLUMNS, FEATURE_COLUMNS
@@ -62,14 +63,17 @@ def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig
     report = Report(
         [DataDriftPreset(columns=columns, drift_share=cfg.drift_share)], include_tests=True
     )
-    snapshot = report.run(
-        current_data=Dataset.from_pandas(
-            current[columns].astype(float), data_definition=definition
-        ),
-        reference_data=Dataset.from_pandas(
-            reference[columns].astype(float), data_definition=definition
-        ),
-    )
+    # A column that is constant in a batch (every image 224 x 224) has no correlation: numpy
+    # warns while Evidently computes its correlation matrices, and the report shows it as empty.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snapshot = report.run(
+            current_data=Dataset.from_pandas(
+                current[columns].astype(float), data_definition=definition
+            ),
+            reference_data=Dataset.from_pandas(
+                reference[columns].astype(float), data_definition=definition
+            ),
+        )
     scores, drifted = _column_drift(snapshot.dict())
     return DriftResult(
         status=apply_drift_rule(drifted, cfg),

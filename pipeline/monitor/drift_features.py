@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from pipeline.progress import Progress, silent
+
 STATS_SIDE = 256
 PCA_COMPONENTS = 5
 IMAGE_COLUMNS = (
@@ -86,9 +88,11 @@ def feature_table(
     embeddings: np.ndarray,
     probabilities: np.ndarray,
     projection: Projection | None,
+    progress: Progress = silent,
 ) -> pd.DataFrame:
     """One row of FEATURE_COLUMNS per image (embedding columns NaN without a projection)."""
-    table = pd.DataFrame([image_features(data) for data in images], columns=list(IMAGE_COLUMNS))
+    measured = [image_features(data) for data in progress(images, len(images), "drift features")]
+    table = pd.DataFrame(measured, columns=list(IMAGE_COLUMNS))
     if projection is None:
         projected = np.full((len(images), len(EMBEDDING_COLUMNS)), np.nan)
     else:

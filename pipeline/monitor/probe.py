@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from pipeline.progress import Progress, chunked, silent
 from pipeline.train.inputs import input_spec, prepare_image
 
 EMBEDDING_LAYER = "pool"
@@ -16,7 +17,7 @@ def embedding_model(model: keras.Model) -> keras.Model:
 
 
 def probe_images(
-    probe: keras.Model, images: list[bytes], batch_size: int = 32
+    probe: keras.Model, images: list[bytes], batch_size: int = 32, progress: Progress = silent
 ) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities [n], embeddings [n, d]) for encoded images, via the shared decode.
 
@@ -25,8 +26,8 @@ def probe_images(
     """
     spec = input_spec(probe)
     probabilities, embeddings = [], []
-    for start in range(0, len(images), batch_size):
-        batch = np.stack([prepare_image(data, spec) for data in images[start : start + batch_size]])
+    for chunk in chunked(progress(images, len(images), "score"), batch_size):
+        batch = np.stack([prepare_image(data, spec) for data in chunk])
         probability, embedding = probe.predict_on_batch(batch)
         probabilities.append(np.asarray(probability).ravel())
         embeddings.append(np.asarray(embedding))

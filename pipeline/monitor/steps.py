@@ -24,6 +24,7 @@ from pipeline.monitor.drift import DriftResult, check_drift
 from pipeline.monitor.drift_features import Projection, feature_table, fit_projection
 from pipeline.monitor.inference_log import append_inference_log, read_inference_log
 from pipeline.monitor.probe import embedding_model, probe_images
+from pipeline.progress import Progress, silent
 from pipeline.settings import Settings
 
 PREDICTION_COLUMNS = ["image", "probability", "label", "threshold", "model_name", "model_version"]
@@ -44,7 +45,12 @@ class BatchPrediction:
 
 
 def predict_source(
-    source: str, store: ObjectStore, registry: Registry, settings: Settings, out: Path | None
+    source: str,
+    store: ObjectStore,
+    registry: Registry,
+    settings: Settings,
+    out: Path | None,
+    progress: Progress = silent,
 ) -> BatchPrediction:
     """Score every image under a folder, file or store prefix with the champion.
 
@@ -52,7 +58,9 @@ def predict_source(
     """
     items = read_images(source, store)  # first: a wrong path is named before any champion
     champion = load_champion(registry, champion_cache(settings))
-    predictions, rejected = predict_batch(champion, items, settings.ingest.max_pixels)
+    predictions, rejected = predict_batch(
+        champion, items, settings.ingest.max_pixels, progress=progress
+    )
     log_key = append_inference_log(store, predictions)
     out = out or settings.reports_dir / "predictions" / f"{time.strftime('%Y%m%dT%H%M%S')}.csv"
     with atomic_path(out) as tmp:
@@ -61,17 +69,19 @@ def predict_source(
     return BatchPrediction(champion, predictions, rejected, log_uri, out)
 
 
-def reference_profile(model, paths: list[str]) -> tuple[pd.DataFrame, Projection]:
+def reference_profile(
+    model, paths: list[str], progress: Progress = silent
+) -> tuple[pd.DataFrame, Projection]:
     """Drift features of `paths` (held-out images), with the PCA fitted on their embeddings."""
     images = [Path(p).read_bytes() for p in paths]
-    probabilities, embeddings = probe_images(embedding_model(model), images)
+    probabilities, embeddings = probe_images(embedding_model(model), images, progress=progress)
     projection = fit_projection(embeddings)
-    return feature_table(images, embeddings, probabilities, projection), projection
+    return feature_table(images, embeddings, probabilities, projection, progress), projection
 
 
-def profile_reference(model, paths: list[str]) -> Reference:
+def profile_reference(model, paths: list[str], progress: Progress = silent) -> Reference:
     """The drift reference a monitored model is registered with (see `reference_profile`)."""
-    features, projection = reference_profile(model, paths)
+    features, projection = reference_profile(model, paths, progress)
     return Reference(features, projection.to_json())
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ import tensorflow as tf
 
 from pipeline.adapters.storage import ObjectStore
 from pipeline.files import write_atomic
-from pipeline.settings import TrainConfig
+from pipeline.settings import IMAGENET_WEIGHTS_FILE, TrainConfig
 from pipeline.train.inputs import InputSpec, PreparedData, input_spec, make_dataset
 from pipeline.train.models import (
     build_augmenter,
@@ -23,6 +25,8 @@ from pipeline.train.models import (
     unfreeze_top,
 )
 from pipeline.train.transfer import ResNetParts, compute_activations, repeat_labels, split_resnet
+
+log = logging.getLogger(__name__)
 
 STORE_SCHEME = "store://"
 
@@ -152,7 +156,18 @@ def build_resnet_with_weights(
     except Exception as exc:  # Keras raises a bare Exception for a failed download
         if weights != "imagenet" or not cfg.resnet_weights_fallback:
             raise RuntimeError(f"could not load ResNet50 weights {weights!r}: {exc}") from exc
-        reason = str(exc).splitlines()[0][:120]
+        # The URL is in the docs; the cause after it (no network, refused) is what helps.
+        reason = re.sub(
+            r"https?://\S+?(?=:?(?:\s|$))", "the Keras download", str(exc).splitlines()[0]
+        )[:160]
+        # Said now, not only in the summary: from scratch it trains for many minutes on a CPU.
+        log.warning(
+            "ImageNet weights unavailable (%s): the ResNet trains from random weights for %d "
+            "epochs; give PNEUMO_TRAIN__RESNET_WEIGHTS=/path/to/%s to fine-tune it instead",
+            reason,
+            cfg.resnet_scratch_epochs,
+            IMAGENET_WEIGHTS_FILE,
+        )
         return build_resnet(cfg, None, prior), f"none (imagenet unavailable: {reason})"
     source = {None: "none (trained from scratch)", "imagenet": "imagenet"}.get(
         weights, f"file:{weights}"

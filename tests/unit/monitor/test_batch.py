@@ -15,11 +15,15 @@ from pipeline.train.models import build_cnn
 from tests.conftest import image_bytes
 
 
-def test_batch_prediction_skips_bad_images_with_reasons() -> None:
+@pytest.fixture(scope="module")
+def champion() -> Champion:
     model = build_cnn(TrainConfig(image_size=32), prior=0.8)
     width = model.get_layer("pool").output.shape[-1]  # the embedding the probe returns
     projection = fit_projection(np.random.default_rng(0).normal(size=(10, width)))
-    champion = Champion("pneumonia-resnet", "3", "run", 0.5, model, projection, pd.DataFrame())
+    return Champion("pneumonia-resnet", "3", "run", 0.5, model, projection, pd.DataFrame())
+
+
+def test_batch_prediction_skips_bad_images_with_reasons(champion: Champion) -> None:
     items = [("good.jpeg", image_bytes((64, 48))), ("empty.jpeg", b""), ("notes.txt", b"hi")]
     predictions, rejected = predict_batch(champion, items, max_pixels=10_000_000)
     assert list(predictions["image"]) == ["good.jpeg"]
@@ -30,3 +34,21 @@ def test_batch_prediction_skips_bad_images_with_reasons() -> None:
         "empty.jpeg": "empty file (0 bytes)",
         "notes.txt": "unsupported file extension '.txt'",
     }
+
+
+def test_progress_is_reported_per_image_for_scoring_and_drift_features(
+    champion: Champion,
+) -> None:
+    seen: dict[str, tuple[int, int]] = {}
+
+    def record(items, total, what):
+        count = 0
+        for item in items:
+            count += 1
+            yield item
+        seen[what] = (count, total)
+
+    items = [(f"{i}.png", image_bytes((40, 40), fmt="PNG", seed=i)) for i in range(5)]
+    predictions, _ = predict_batch(champion, items, 10_000_000, progress=record)
+    assert len(predictions) == 5
+    assert seen == {"score": (5, 5), "drift features": (5, 5)}

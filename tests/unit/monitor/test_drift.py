@@ -1,5 +1,7 @@
 """The Evidently drift check and the documented drift rule."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -42,3 +44,19 @@ def test_evidently_finds_a_strong_shift_and_not_noise() -> None:
     result = check_drift(reference, shifted, DriftConfig())
     assert result.status == DRIFT and set(result.drifted_columns) == set(FEATURE_COLUMNS)
     assert "<html" in result.html.lower()
+
+
+@pytest.mark.slow
+def test_columns_constant_in_both_batches_are_quiet_and_not_drift() -> None:
+    # Every image the same size: width, height and aspect ratio never vary.
+    rng = np.random.default_rng(1)
+    columns = list(FEATURE_COLUMNS)
+    reference = pd.DataFrame(rng.normal(size=(200, len(columns))), columns=columns)
+    current = pd.DataFrame(rng.normal(size=(60, len(columns))), columns=columns)
+    for frame in (reference, current):
+        frame[["width", "height", "aspect_ratio"]] = (224.0, 224.0, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = check_drift(reference, current, DriftConfig())
+    assert result.status == NO_DRIFT
+    assert not {"width", "height", "aspect_ratio"} & set(result.drifted_columns)
