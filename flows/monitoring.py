@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
+from flows.output import signal_lines
 from flows.tasks import (
     PreparedRun,
     drift_task,
@@ -84,12 +85,17 @@ def drift_check(
                 f"# drift-check: {check.result.status}",
                 f"Model {MONITORED_MODEL} v{check.champion_version}: "
                 f"{check.result.current_rows} current vs {check.result.reference_rows} reference "
-                f"rows; drifted columns: {', '.join(check.result.drifted_columns) or 'none'}.",
+                f"rows; image columns drifted: "
+                f"{', '.join(check.result.drifted_columns) or 'none'}.",
+                *signal_lines(summary),
                 f"Report: {check.report_uri or 'none (insufficient data)'}",
             ]
         ),
         description="drift-check",
     )
+    for line in signal_lines(summary):
+        if line.startswith("ALERT"):  # alerts only: on a server, an automation can page on them
+            get_run_logger().warning(line)
     if check.result.status == DRIFT:
         reason = f"drift in {', '.join(check.result.drifted_columns)}"
         if trigger == "event":

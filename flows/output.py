@@ -137,11 +137,32 @@ def print_predictions(batch: BatchPrediction) -> None:
     typer.echo(f"inference log: {batch.log_uri or 'nothing logged'}")
 
 
+def signal_lines(summary: dict) -> list[str]:
+    """The prevalence and data-quality signals of a drift check: alerts, never retraining."""
+    lines = []
+    if prevalence := summary.get("prevalence"):
+        low, high = prevalence["current_band"]
+        lines.append(
+            f"{'ALERT prevalence shift' if prevalence['shifted'] else 'prevalence'}: predicted "
+            f"PNEUMONIA rate {prevalence['current_positive_rate']:.3f} (band {low:.3f}-"
+            f"{high:.3f}) vs reference {prevalence['reference_positive_rate']:.3f}, "
+            f"p = {prevalence['p_value']:.4f}"
+            + (" (an alert: retraining cannot answer a change of class mix)"
+               if prevalence["shifted"] else "")
+        )  # fmt: skip
+    if (quality := summary.get("quality")) and quality["flagged"]:
+        flagged = "; ".join(f"{n} {reason}" for reason, n in quality["flagged"].items())
+        lines.append(f"{'ALERT data quality' if quality['alert'] else 'data quality'}: {flagged}")
+    return lines
+
+
 def print_drift(summary: dict, settings: Settings) -> None:
     typer.echo(
         f"{summary['current_rows']} current vs {summary['reference_rows']} reference rows; "
-        f"drifted: {', '.join(summary['drifted_columns']) or 'none'}"
+        f"image columns drifted: {', '.join(summary['drifted_columns']) or 'none'}"
     )
+    for line in signal_lines(summary):
+        typer.echo(line)
     if isinstance(summary.get("retrain"), dict):
         print_training(summary["retrain"], settings)
     typer.echo(f"{summary['status']} (report: {summary.get('report_uri', 'none')})")

@@ -158,11 +158,17 @@ class DriftConfig(BaseModel):
     last_n: int | None = Field(500, ge=1, description="the newest N predictions (None: all)")
     days: int | None = Field(None, ge=1, description="only predictions of the last D days")
     min_current: int = Field(30, ge=1, description="fewer rows: 'insufficient data'")
-    # Evidently's per-column test (normed Wasserstein distance > 0.1 for numeric columns).
-    # "share": drift when at least drift_share of the feature columns drifted;
+    # Image shift (the retraining trigger), on image statistics and embedding components against
+    # the reference resampled to the batch's predicted class mix; Evidently's per-column test.
+    # "share": drift when at least drift_share of those columns drifted;
     # "embedding": drift when any embedding component drifted.
     rule: Literal["share", "embedding"] = "share"
     drift_share: float = Field(0.3, gt=0, le=1)
+    # Prevalence shift (an alert, never a trigger): Fisher's exact test on predicted positives.
+    prevalence_alpha: float = Field(0.01, gt=0, lt=1)
+    # Data quality (an alert): blank films, and sizes outside the validation's min/max side.
+    blank_std: float = Field(2.0, ge=0, description="pixel std (0-255) below which a film is blank")
+    quality_max_share: float = Field(0.05, ge=0, le=1)
 
 
 class Settings(BaseSettings):

@@ -1,20 +1,32 @@
-"""Evidently adapter: data drift of per-image features, reference vs current.
+"""Evidently adapter: the drift check of a batch of predictions against the reference.
 
 The only module that imports evidently (0.7 API). Evidently has no single "dataset drift" flag:
-the decision is read from its per-column drift results and our documented rule.
+the image-shift decision is read from its per-column drift results and our documented rule;
+prevalence and data quality come from `pipeline.monitor.signals` (see there for why three).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from html import escape
 
 import numpy as np
 import pandas as pd
 
-from pipeline.monitor.drift_features import EMBEDDING_COLUMNS, FEATURE_COLUMNS
+from pipeline.monitor.drift_features import EMBEDDING_COLUMNS
+from pipeline.monitor.signals import (
+    IMAGE_SHIFT_COLUMNS,
+    PrevalenceCheck,
+    QualityCheck,
+    check_prevalence,
+    check_quality,
+    match_class_mix,
+)
 from pipeline.settings import DriftConfig
 
-DRIFT = "drift detected"
+DRIFT = "drift detected"  # image shift: the retraining trigger
+PREVALENCE = "prevalence shift"  # the class mix alone changed: an alert
 NO_DRIFT = "no drift"
 INSUFFICIENT = "insufficient data"
 
@@ -24,13 +36,20 @@ class DriftResult:
     status: str
     current_rows: int
     reference_rows: int
-    drifted_columns: list[str] = field(default_factory=list)
+    drifted_columns: list[str] = field(default_factory=list)  # image-shift columns only
     scores: dict[str, float] = field(default_factory=dict)
     html: str | None = None
+    matched_reference_rows: int = 0
+    prevalence: PrevalenceCheck | None = None
+    quality: QualityCheck | None = None
 
     @property
     def drifted_share(self) -> float:
-        return len(self.drifted_columns) / len(FEATURE_COLUMNS)
+        return len(self.drifted_columns) / len(IMAGE_SHIFT_COLUMNS)
+
+    @property
+    def image_shift(self) -> bool:
+        return self.status == DRIFT
 
     def summary(self, rule: str) -> dict:
         return {
@@ -38,35 +57,77 @@ class DriftResult:
             "rule": rule,
             "current_rows": self.current_rows,
             "reference_rows": self.reference_rows,
+            "matched_reference_rows": self.matched_reference_rows,
+            "image_shift": self.image_shift,
             "drifted_columns": self.drifted_columns,
             "drifted_share": round(self.drifted_share, 3),
             "scores": self.scores,
+            "prevalence": self.prevalence.summary() if self.prevalence else None,
+            "quality": self.quality.summary() if self.quality else None,
         }
 
 
-def apply_drift_rule(drifted: list[str], cfg: DriftConfig) -> str:
-    """The documented rule, on the list of columns Evidently found drifted."""
+def apply_drift_rule(drifted: list[str], cfg: DriftConfig) -> bool:
+    """The documented image-shift rule, on the columns Evidently found drifted."""
+    image = [c for c in drifted if c in IMAGE_SHIFT_COLUMNS]
     if cfg.rule == "embedding":
-        return DRIFT if set(drifted) & set(EMBEDDING_COLUMNS) else NO_DRIFT
-    return DRIFT if len(drifted) / len(FEATURE_COLUMNS) >= cfg.drift_share else NO_DRIFT
+        return bool(set(image) & set(EMBEDDING_COLUMNS))
+    return len(image) / len(IMAGE_SHIFT_COLUMNS) >= cfg.drift_share
 
 
-def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig) -> DriftResult:
-    """Evidently data drift on FEATURE_COLUMNS; too few current rows is not drift."""
+def check_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    cfg: DriftConfig,
+    threshold: float,
+    size_range: tuple[int, int] = (64, 8192),
+) -> DriftResult:
+    """Image shift, prevalence shift and data quality of `current` against `reference`.
+
+    Too few current rows is not drift. `threshold` is the champion's: predicted classes decide
+    the class mix the reference is resampled to and the prevalence test.
+    """
     if len(current) < cfg.min_current:
         return DriftResult(INSUFFICIENT, len(current), len(reference))
+    prevalence = check_prevalence(reference, current, threshold, cfg.prevalence_alpha)
+    quality = check_quality(current, *size_range, cfg.blank_std, cfg.quality_max_share)
+    matched = match_class_mix(reference, current, threshold)
+    snapshot = _evidently_drift(matched, current, cfg)
+    scores, drifted = _column_drift(snapshot.dict())
+    drifted = [c for c in drifted if c in IMAGE_SHIFT_COLUMNS]
+    status = (
+        DRIFT if apply_drift_rule(drifted, cfg) else PREVALENCE if prevalence.shifted else NO_DRIFT
+    )
+    result = DriftResult(
+        status=status,
+        current_rows=len(current),
+        reference_rows=len(reference),
+        drifted_columns=drifted,
+        scores=scores,
+        matched_reference_rows=len(matched),
+        prevalence=prevalence,
+        quality=quality,
+    )
+    html = _with_signals(snapshot.get_html_str(as_iframe=False), result, prevalence, quality, cfg)
+    return dataclasses.replace(result, html=html)
+
+
+def _evidently_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig):
+    """Evidently's per-column drift of the image-shift columns and the probability."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    columns = list(FEATURE_COLUMNS)
+    # The probability is shown for the reviewer (against the class-matched reference it reads
+    # as the model's confidence, not the mix); the rule ignores it.
+    columns = [*IMAGE_SHIFT_COLUMNS, "probability"]
     definition = DataDefinition(numerical_columns=columns)
     report = Report(
         [DataDriftPreset(columns=columns, drift_share=cfg.drift_share)], include_tests=True
     )
-    # A column that is constant in a batch (every image 224 x 224) has no correlation: numpy
-    # warns while Evidently computes its correlation matrices, and the report shows it as empty.
+    # A column constant in a batch has no correlation: numpy warns while Evidently computes its
+    # correlation matrices, and the report shows it as empty.
     with np.errstate(invalid="ignore", divide="ignore"):
-        snapshot = report.run(
+        return report.run(
             current_data=Dataset.from_pandas(
                 current[columns].astype(float), data_definition=definition
             ),
@@ -74,15 +135,53 @@ def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig
                 reference[columns].astype(float), data_definition=definition
             ),
         )
-    scores, drifted = _column_drift(snapshot.dict())
-    return DriftResult(
-        status=apply_drift_rule(drifted, cfg),
-        current_rows=len(current),
-        reference_rows=len(reference),
-        drifted_columns=drifted,
-        scores=scores,
-        html=snapshot.get_html_str(as_iframe=False),
+
+
+def _with_signals(
+    html: str,
+    result: DriftResult,
+    prevalence: PrevalenceCheck,
+    quality: QualityCheck,
+    cfg: DriftConfig,
+) -> str:
+    """Evidently's page with the three signals and their actions on top, for the reviewer."""
+    low, high = prevalence.band
+    rows = [
+        (
+            "Image shift (retraining trigger)",
+            "DRIFT" if result.image_shift else "none",
+            f"{len(result.drifted_columns)} of {len(IMAGE_SHIFT_COLUMNS)} image columns drifted "
+            f"({', '.join(result.drifted_columns) or 'none'}); rule {cfg.rule!r}, share "
+            f"{cfg.drift_share:g}; reference resampled to the batch's predicted class mix: "
+            f"{result.matched_reference_rows} of {result.reference_rows} rows",
+        ),
+        (
+            "Prevalence shift (alert only)",
+            "ALERT" if prevalence.shifted else "none",
+            f"predicted PNEUMONIA rate {prevalence.current_rate:.3f} (band {low:.3f}-{high:.3f} "
+            f"for {result.current_rows} images) vs reference {prevalence.reference_rate:.3f}; "
+            f"Fisher p = {prevalence.p_value:.4f}, alpha {cfg.prevalence_alpha:g}",
+        ),
+        (
+            "Data quality (alert only)",
+            "ALERT" if quality.alert else "none",
+            "; ".join(f"{n} {reason}" for reason, n in quality.flagged.items())
+            or "no film outside the accepted ranges",
+        ),
+    ]
+    cells = "".join(
+        f"<tr><th>{escape(name)}</th><td>{escape(state)}</td><td>{escape(detail)}</td></tr>"
+        for name, state, detail in rows
     )
+    section = (
+        '<section id="pneumo-signals" style="font-family:sans-serif;margin:16px">'
+        f"<h2>Drift check: {escape(result.status)}</h2>"
+        f'<table border="1" cellpadding="6">{cells}</table>'
+        "<p>Below: Evidently's per-column drift of the image columns and the probability, "
+        "against the class-matched reference.</p></section>"
+    )
+    body = html.find(">", html.lower().find("<body")) + 1
+    return html[:body] + section + html[body:] if body > 0 else section + html
 
 
 def _column_drift(snapshot: dict) -> tuple[dict[str, float], list[str]]:

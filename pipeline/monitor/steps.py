@@ -106,7 +106,8 @@ def run_drift_check(
         )
     cfg = settings.drift
     current = read_inference_log(store, champion.version, cfg.days, cfg.last_n, now)
-    result = check_drift(champion.reference, current, cfg)
+    sides = (settings.validation.min_side, settings.validation.max_side)
+    result = check_drift(champion.reference, current, cfg, champion.threshold, sides)
     summary = {
         **result.summary(cfg.rule),
         "model": champion.name,

@@ -45,7 +45,7 @@ def test_drift_runs_on_its_own_from_another_folder(trained: Trained, tmp_path: P
     verdicts = [
         line
         for line in out.splitlines()
-        if line.startswith(("no drift (report: ", "drift detected (report: "))
+        if line.startswith(("no drift (report: ", "drift detected (report: ", "prevalence shift"))
     ]
     assert len(verdicts) == 1, out[-3000:]
     assert "10 current vs" in out

@@ -25,3 +25,23 @@ def test_with_a_champion_the_screen_gives_the_next_commands(capsys) -> None:
     for command in ("pneumo serve", "pneumo predict", "pneumo demo-drift", "pneumo ui"):
         assert command in out
     assert "random weights" not in out
+
+
+def test_prevalence_and_quality_alerts_say_they_do_not_retrain() -> None:
+    from flows.output import signal_lines
+
+    lines = signal_lines(
+        {
+            "prevalence": {
+                "shifted": True,
+                "reference_positive_rate": 0.62,
+                "current_positive_rate": 0.31,
+                "current_band": [0.24, 0.39],
+                "p_value": 0.0001,
+            },
+            "quality": {"alert": False, "rows": 150, "flagged": {"blank (pixel std < 2)": 1}},
+        }
+    )
+    assert lines[0].startswith("ALERT prevalence shift: predicted PNEUMONIA rate 0.310")
+    assert "retraining cannot answer a change of class mix" in lines[0]
+    assert lines[1] == "data quality: 1 blank (pixel std < 2)"

@@ -6,29 +6,37 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.monitor.drift import DRIFT, INSUFFICIENT, NO_DRIFT, apply_drift_rule, check_drift
-from pipeline.monitor.drift_features import (
-    FEATURE_COLUMNS,
+from pipeline.monitor.drift import (
+    DRIFT,
+    INSUFFICIENT,
+    NO_DRIFT,
+    PREVALENCE,
+    apply_drift_rule,
+    check_drift,
 )
+from pipeline.monitor.drift_features import FEATURE_COLUMNS
+from pipeline.monitor.signals import IMAGE_SHIFT_COLUMNS
 from pipeline.settings import DriftConfig
 
 
 @pytest.mark.parametrize(
     ("drifted", "rule", "expected"),
     [
-        (["mean", "std"], "share", NO_DRIFT),
-        (["mean", "std", "p05", "p50", "p95", "contrast"], "share", DRIFT),
-        (["embedding_2"], "embedding", DRIFT),
-        (["mean", "std", "p05", "p50", "p95", "contrast"], "embedding", NO_DRIFT),
+        (["mean", "std", "probability", "width", "height"], "share", False),
+        (["mean", "std", "p05", "p50", "p95", "contrast"], "share", True),
+        (["embedding_2"], "embedding", True),
+        (["mean", "std", "p05", "p50", "p95", "contrast"], "embedding", False),
     ],
 )
-def test_decision_rule(drifted: list[str], rule: str, expected: str) -> None:
+def test_image_shift_rule_counts_image_columns_only(
+    drifted: list[str], rule: str, expected: bool
+) -> None:
     assert apply_drift_rule(drifted, DriftConfig(rule=rule, drift_share=0.3)) == expected
 
 
 def test_too_few_current_rows_is_insufficient_data() -> None:
     frame = pd.DataFrame(np.zeros((5, len(FEATURE_COLUMNS))), columns=list(FEATURE_COLUMNS))
-    result = check_drift(frame, frame, DriftConfig(min_current=30))
+    result = check_drift(frame, frame, DriftConfig(min_current=30), threshold=0.5)
     assert result.status == INSUFFICIENT and result.html is None
 
 
@@ -40,10 +48,10 @@ def test_evidently_finds_a_strong_shift_and_not_noise() -> None:
     )
     same = pd.DataFrame(rng.normal(size=(100, len(FEATURE_COLUMNS))), columns=list(FEATURE_COLUMNS))
     shifted = same + 3.0
-    assert check_drift(reference, same, DriftConfig()).status == NO_DRIFT
-    result = check_drift(reference, shifted, DriftConfig())
-    assert result.status == DRIFT and set(result.drifted_columns) == set(FEATURE_COLUMNS)
-    assert "<html" in result.html.lower()
+    assert check_drift(reference, same, DriftConfig(), threshold=0.0).status == NO_DRIFT
+    result = check_drift(reference, shifted, DriftConfig(), threshold=0.0)
+    assert result.status == DRIFT and set(result.drifted_columns) == set(IMAGE_SHIFT_COLUMNS)
+    assert "<html" in result.html.lower() and 'id="pneumo-signals"' in result.html
 
 
 @pytest.mark.slow
@@ -57,6 +65,47 @@ def test_columns_constant_in_both_batches_are_quiet_and_not_drift() -> None:
         frame[["width", "height", "aspect_ratio"]] = (224.0, 224.0, 1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        result = check_drift(reference, current, DriftConfig())
+        result = check_drift(reference, current, DriftConfig(), threshold=0.0)
     assert result.status == NO_DRIFT
     assert not {"width", "height", "aspect_ratio"} & set(result.drifted_columns)
+
+
+def xrays(rng: np.random.Generator, rows: int, normal_share: float) -> pd.DataFrame:
+    """Feature rows whose image columns and probability depend on the class, as real films do
+    (NORMAL films larger and brighter here); i.i.d. given the class."""
+    normal = rng.random(rows) < normal_share
+    frame = pd.DataFrame(rng.normal(size=(rows, len(FEATURE_COLUMNS))), columns=FEATURE_COLUMNS)
+    for column in ("mean", "p50", "contrast", "embedding_0", "embedding_1"):
+        frame[column] += np.where(normal, 1.5, 0.0)
+    frame["width"] = np.where(normal, 1800.0, 1200.0) + rng.normal(0, 50, rows)
+    frame["height"] = frame["width"] * 0.8
+    frame["std"] = 40 + frame["std"]
+    frame["probability"] = np.clip(np.where(normal, 0.15, 0.85) + rng.normal(0, 0.1, rows), 0, 1)
+    return frame
+
+
+@pytest.mark.slow
+def test_a_new_class_mix_alone_is_a_prevalence_alert_not_image_drift() -> None:
+    rng = np.random.default_rng(3)
+    reference = xrays(rng, 600, normal_share=0.33)
+    # Fewer children with pneumonia (60 % NORMAL instead of 33 %): against the unmatched
+    # reference five class-dependent columns drift and the old rule retrained.
+    quieter_season = xrays(rng, 150, normal_share=0.6)
+    result = check_drift(reference, quieter_season, DriftConfig(), threshold=0.5)
+    assert result.status == PREVALENCE and not result.image_shift
+    assert result.prevalence.shifted and result.prevalence.current_rate < 0.5
+    assert result.matched_reference_rows < len(reference)
+    summary = result.summary("share")
+    assert summary["prevalence"]["shifted"] and summary["image_shift"] is False
+
+
+@pytest.mark.slow
+def test_washed_out_films_at_the_same_mix_are_image_drift() -> None:
+    rng = np.random.default_rng(4)
+    reference = xrays(rng, 600, normal_share=0.33)
+    washed_out = xrays(rng, 150, normal_share=0.33)
+    for column in ("std", "p05", "p50", "p95", "contrast", "mean", "embedding_2", "embedding_3"):
+        washed_out[column] = washed_out[column] * 0.3 + 2
+    result = check_drift(reference, washed_out, DriftConfig(), threshold=0.5)
+    assert result.status == DRIFT and not result.prevalence.shifted
+    assert {"contrast", "p05", "p95"} <= set(result.drifted_columns)
