@@ -19,13 +19,13 @@ from typing import Annotated, Literal
 import typer
 
 from flows import output, runtime
+from pipeline.monitor.simulate import DriftKind  # numpy and PIL only: cheap at --help time
 from pipeline.settings import Settings
 
 app = typer.Typer(help="pneumo-ops: pneumonia detection in chest X-rays, from data to registry.")
 
 DEMO_DATA = Path("data/sample")
 Profile = Literal["cpu-small", "full", "tiny"]
-DriftKind = Literal["none", "contrast", "blur", "noise", "brightness"]
 
 
 @dataclass(frozen=True)

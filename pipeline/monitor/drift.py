@@ -81,11 +81,13 @@ def check_drift(
     cfg: DriftConfig,
     threshold: float,
     size_range: tuple[int, int] = (64, 8192),
+    html: bool = True,
 ) -> DriftResult:
     """Image shift, prevalence shift and data quality of `current` against `reference`.
 
     Too few current rows is not drift. `threshold` is the champion's: predicted classes decide
-    the class mix the reference is resampled to and the prevalence test.
+    the class mix the reference is resampled to and the prevalence test. `html=False` skips
+    the report (most of the time of a check; the drift benchmark runs thousands).
     """
     if len(current) < cfg.min_current:
         return DriftResult(INSUFFICIENT, len(current), len(reference))
@@ -108,8 +110,10 @@ def check_drift(
         prevalence=prevalence,
         quality=quality,
     )
-    html = _with_signals(snapshot.get_html_str(as_iframe=False), result, prevalence, quality, cfg)
-    return dataclasses.replace(result, html=html)
+    if not html:
+        return result
+    page = _with_signals(snapshot.get_html_str(as_iframe=False), result, prevalence, quality, cfg)
+    return dataclasses.replace(result, html=page)
 
 
 def _evidently_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig):

@@ -24,6 +24,19 @@ def test_features_react_to_blur_and_contrast() -> None:
     assert 0 < base["entropy"] <= 8
 
 
+def test_film_handling_shifts_scale_with_strength() -> None:
+    base = image_features(XRAY)
+    inverted = image_features(shift_image(XRAY, "inverted"))
+    assert inverted["mean"] == pytest.approx(255 - base["mean"], abs=3)
+    half = image_features(shift_image(XRAY, "contrast", strength=0.5))["contrast"]
+    full = image_features(shift_image(XRAY, "contrast", strength=1.0))["contrast"]
+    assert full < half < base["contrast"]
+    for kind in ("rotated", "cropped"):
+        shifted = image_features(shift_image(XRAY, kind))
+        assert shifted["width"] == base["width"]  # same size: only the content moved
+        assert shifted["mean"] != pytest.approx(base["mean"], abs=0.5)
+
+
 def test_projection_round_trips_through_json() -> None:
     embeddings = np.random.default_rng(0).normal(size=(40, 16))
     projection = fit_projection(embeddings)
