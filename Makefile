@@ -22,7 +22,7 @@ install: $(STAMP) ## Create .venv and install the project with pinned versions
 demo: $(STAMP) ## Run the pipeline on the bundled real sample (state in PNEUMO_HOME, default .pneumo/)
 	$(BIN)/pneumo demo
 
-demo-drift: $(STAMP) ## After `make demo`: unshifted batch (no drift), then shifted (drift, retrain)
+demo-drift: $(STAMP) ## After `make demo`: no drift, image drift (waits for labels), labels arrive (retrain)
 	$(BIN)/pneumo demo-drift
 
 ui: $(STAMP) ## MLflow and Prefect UIs on the local state (Ctrl-C stops both)

@@ -322,16 +322,32 @@ def demo_drift(
     ctx: typer.Context,
     work: Annotated[Path | None, typer.Option(help="Folder for the simulated batches.")] = None,
 ) -> None:
-    """After `pneumo demo`: an unshifted batch (no drift), then a washed-out one (drift)."""
+    """After `pneumo demo`: an unshifted batch (no drift); a washed-out one (image drift, and
+    retraining waits for labels); then labelled washed-out films arrive and it retrains."""
+    from pipeline.monitor.simulate import simulate_batch
+
     settings = settings_of(ctx)
     work = work or settings.home / "demo-drift"
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    inbox = settings.drift.labeled_inbox or work / f"labelled-inbox-{stamp}"
+    # The flows read their settings from the environment: this run's inbox is theirs too.
+    os.environ["PNEUMO_DRIFT__LABELED_INBOX"] = str(inbox)
+    cli = ctx.ensure_object(Cli)
     for kind, retrain_on_drift in (("none", False), ("contrast", True)):
-        batch = work / f"{kind}-{time.strftime('%Y%m%dT%H%M%S')}"
+        batch = work / f"{kind}-{stamp}"
         count = simulate(kind, batch, DEMO_DATA / "test")
         count += simulate(kind, batch / "val", DEMO_DATA / "val")
         typer.echo(f"wrote {count} {kind} images to {batch}")
         predict_and_print(str(batch), None, settings)
-        drift_and_print(ctx.ensure_object(Cli), retrain_on_drift, count, None)
+        drift_and_print(cli, retrain_on_drift, count, None)
+    # Radiologists label films from the new acquisition: washed-out copies of training films
+    # (training patients only, so nothing reaches the splits the gates measure on).
+    labelled = sum(
+        simulate_batch(DEMO_DATA / "train" / label, inbox / "train" / label, "contrast", 60)
+        for label in ("NORMAL", "PNEUMONIA")
+    )
+    typer.echo(f"wrote {labelled} labelled washed-out films to {inbox}; checking again")
+    drift_and_print(cli, True, count, None)
 
 
 @app.command()

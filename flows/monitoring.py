@@ -8,6 +8,7 @@ the `pneumo.drift.detected` event that the retrain deployment's trigger listens 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger
@@ -20,6 +21,7 @@ from flows.tasks import (
     drift_task,
     evaluate_gate_register,
     labeled_task,
+    new_labels_task,
     prepare_run,
     publish_summary,
     timed,
@@ -40,11 +42,19 @@ def retrain_champion(
     """Fine-tune the champion on train (+ new labels), gate it against the champion, register."""
     settings = Settings()
     timings: dict[str, float] = {}
-    if labeled_path:
+    # The inbox's new labels join every retrain, whatever started it (schedule, drift event).
+    inbox = settings.drift.labeled_inbox
+    for path in dict.fromkeys(p for p in (labeled_path, inbox and str(inbox)) if p):
+        if not Path(path).is_dir():
+            get_run_logger().warning("no labelled images: %s is not a folder", path)
+            continue
         with timed(timings, "add_labeled"):
-            labeled = labeled_task(labeled_path, settings)
+            labeled = labeled_task(path, settings)
         get_run_logger().info(
-            "added %d labelled images (%d left out)", labeled.added, len(labeled.left_out)
+            "added %d labelled images from %s (%d left out)",
+            labeled.added,
+            path,
+            len(labeled.left_out),
         )
     run = prepare_run(settings, timings, None)
     phase: dict[str, float] = {}
@@ -96,9 +106,16 @@ def drift_check(
     for line in signal_lines(summary):
         if line.startswith("ALERT"):  # alerts only: on a server, an automation can page on them
             get_run_logger().warning(line)
-    if check.result.status == DRIFT:
+    if check.result.status == DRIFT and trigger != "none":
         reason = f"drift in {', '.join(check.result.drifted_columns)}"
-        if trigger == "event":
+        new_labels = new_labels_task(settings)
+        summary["new_labels"] = new_labels
+        if new_labels == 0:
+            # Retraining on the old films cannot teach the model the new ones: alert and wait.
+            where = settings.drift.labeled_inbox or "PNEUMO_DRIFT__LABELED_INBOX (not set)"
+            summary["retrain"] = f"waiting for labelled images of the shifted films in {where}"
+            get_run_logger().warning("ALERT image shift: %s", summary["retrain"])
+        elif trigger == "event":
             emit_event(
                 event=DRIFT_EVENT,
                 resource={"prefect.resource.id": f"{DRIFT_EVENT}:{check.report_uri}"},

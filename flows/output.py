@@ -165,4 +165,6 @@ def print_drift(summary: dict, settings: Settings) -> None:
         typer.echo(line)
     if isinstance(summary.get("retrain"), dict):
         print_training(summary["retrain"], settings)
+    elif summary.get("retrain"):
+        typer.echo(f"retraining: {summary['retrain']}")
     typer.echo(f"{summary['status']} (report: {summary.get('report_uri', 'none')})")

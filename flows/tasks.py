@@ -33,6 +33,7 @@ from pipeline.data.steps import (
     LabeledSummary,
     ValidationSummary,
     add_labeled,
+    count_new_labeled,
     ingest_dataset,
     require_valid,
     validate_dataset,
@@ -116,6 +117,13 @@ def ingest_task(path: str, settings: Settings) -> IngestSummary:
 @step("add-labeled", IO)
 def labeled_task(path: str, settings: Settings) -> LabeledSummary:
     return add_labeled(Path(path), open_store(settings), settings)
+
+
+@step("count-new-labels", IO)
+def new_labels_task(settings: Settings) -> int:
+    """Images in the labelled inbox that a retrain would add (0 without an inbox)."""
+    inbox = settings.drift.labeled_inbox
+    return count_new_labeled(inbox, open_store(settings)) if inbox else 0
 
 
 @step("validate", IO)

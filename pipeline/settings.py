@@ -164,6 +164,9 @@ class DriftConfig(BaseModel):
     # "embedding": drift when any embedding component drifted.
     rule: Literal["share", "embedding"] = "share"
     drift_share: float = Field(0.3, gt=0, le=1)
+    # Where newly labelled films arrive (Kaggle layout: train/{NORMAL,PNEUMONIA}/). Image shift
+    # retrains only when it holds images the manifest lacks; every retrain adds them.
+    labeled_inbox: Path | None = None
     # Prevalence shift (an alert, never a trigger): Fisher's exact test on predicted positives.
     prevalence_alpha: float = Field(0.01, gt=0, lt=1)
     # Data quality (an alert): blank films, and sizes outside the validation's min/max side.

@@ -58,26 +58,26 @@ def assign_splits(manifest: pd.DataFrame, cfg: SplitConfig) -> pd.DataFrame:
     return out
 
 
-def merge_labeled(
-    manifest: pd.DataFrame, labeled: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Add newly labelled images to the training split; returns (manifest, rows left out).
+def labeled_left_out(manifest: pd.DataFrame, labeled: pd.DataFrame) -> pd.Series:
+    """Why each labelled row stays out of the manifest, or None for the rows that join it.
 
     Rows already in the manifest (same sha256) and rows of patients who are in val or test are
     left out, so new labels never leak into the splits the gates measure on.
     """
     held_out = set(manifest.loc[manifest["split"].isin(["val", "test"]), "patient_id"])
-    known = set(manifest["sha256"])
-    leaks = labeled["patient_id"].isin(held_out)
-    duplicates = labeled["sha256"].isin(known)
-    kept = labeled[~leaks & ~duplicates].assign(split="train")
-    left_out = labeled[leaks | duplicates].assign(
-        reason=lambda f: (
-            f["patient_id"]
-            .isin(held_out)
-            .map({True: "patient is in val/test", False: "already in the manifest"})
-        )
-    )
+    reasons = pd.Series(None, index=labeled.index, dtype=object)
+    reasons[labeled["sha256"].isin(set(manifest["sha256"]))] = "already in the manifest"
+    reasons[labeled["patient_id"].isin(held_out)] = "patient is in val/test"
+    return reasons
+
+
+def merge_labeled(
+    manifest: pd.DataFrame, labeled: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Add newly labelled images to the training split; returns (manifest, rows left out)."""
+    reasons = labeled_left_out(manifest, labeled)
+    kept = labeled[reasons.isna()].assign(split="train")
+    left_out = labeled[reasons.notna()].assign(reason=reasons[reasons.notna()])
     return pd.concat([manifest, kept], ignore_index=True), left_out[
         ["path", "patient_id", "reason"]
     ]

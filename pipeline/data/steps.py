@@ -11,16 +11,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.adapters.storage import ObjectStore
+from pipeline.adapters.storage import ObjectStore, sha256_hex
 from pipeline.data.explore import class_counts, plot_class_distribution, plot_sample_grid
-from pipeline.data.ingest import ingest_folder
+from pipeline.data.ingest import (
+    discover_files,
+    ingest_folder,
+    parse_patient_id,
+    resolve_dataset_root,
+)
 from pipeline.data.manifest import (
     load_manifest,
     patients_across_official_splits,
     quarantine_report,
     save_manifest,
 )
-from pipeline.data.split import assign_splits, merge_labeled
+from pipeline.data.split import assign_splits, labeled_left_out, merge_labeled
 from pipeline.data.validation import ValidationReport, validate_manifest
 from pipeline.progress import Progress, silent
 from pipeline.settings import Settings
@@ -111,6 +116,23 @@ class LabeledSummary:
     manifest_id: str
     added: int
     left_out: pd.DataFrame
+
+
+def count_new_labeled(path: Path, store: ObjectStore) -> int:
+    """How many images under `path` `add_labeled` would add (unseen bytes, patients outside
+    val/test). Read-only: a drift check decides on it without ingesting anything."""
+    if not path.is_dir():
+        return 0
+    sources = discover_files(resolve_dataset_root(path))
+    labeled = pd.DataFrame(
+        {
+            "path": [str(s.path) for s in sources],
+            "patient_id": [parse_patient_id(s.path.name) for s in sources],
+            "sha256": [sha256_hex(s.path.read_bytes()) for s in sources],
+        }
+    )
+    _, manifest = load_manifest(store)
+    return int(labeled_left_out(manifest, labeled).isna().sum())
 
 
 def add_labeled(path: Path, store: ObjectStore, settings: Settings) -> LabeledSummary:

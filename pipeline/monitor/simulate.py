@@ -53,9 +53,11 @@ def shift_image(data: bytes, kind: DriftKind, seed: int = 0, strength: float = 1
     return buffer.getvalue()
 
 
-def simulate_batch(source: Path, out: Path, kind: DriftKind) -> int:
-    """Write a shifted copy of every image under `source` into `out` (flat); returns the count."""
+def simulate_batch(source: Path, out: Path, kind: DriftKind, limit: int | None = None) -> int:
+    """Write a shifted copy of every image under `source` (the first `limit`, in name order)
+    into `out` (flat); returns the count."""
     files = sorted(p for p in source.rglob("*") if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
+    files = files[:limit]
     if not files:
         raise FileNotFoundError(f"no JPEG or PNG images under {source}")
     out.mkdir(parents=True, exist_ok=True)

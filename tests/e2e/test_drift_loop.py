@@ -14,7 +14,10 @@ RESNET = "pneumonia-resnet"
 
 @pytest.fixture(scope="module")
 def loop(trained: Trained, registry):
-    """The champion scores an unshifted and a washed-out batch; drift is checked after each."""
+    """The champion scores an unshifted and a washed-out batch; drift is checked after each.
+
+    The washed-out batch is checked twice: before labelled images of it arrive (retraining
+    waits) and after (it retrains with them)."""
     from flows.monitoring import drift_check
     from pipeline.adapters.backends import open_store
     from pipeline.monitor.batch import predict_batch, read_images
@@ -47,8 +50,22 @@ def loop(trained: Trained, registry):
             )
             append_inference_log(store, predictions)
             results[kind] = drift_check(trigger=trigger, last_n=count)
+        results["waiting"] = results.pop("contrast")
+        inbox = work / "labelled"
+        for label in ("NORMAL", "PNEUMONIA"):
+            source = trained.data / "train" / label
+            simulate_batch(source, inbox / "train" / label, "contrast")
+        env.setenv("PNEUMO_DRIFT__LABELED_INBOX", str(inbox))
+        results["contrast"] = drift_check(trigger="direct", last_n=count)
         results["insufficient"] = drift_check(trigger="direct", last_n=5)
     return champion.version, results
+
+
+def test_image_drift_without_labelled_images_alerts_and_waits(loop) -> None:
+    _, results = loop
+    waiting = results["waiting"]
+    assert waiting["status"] == "drift detected" and waiting["new_labels"] == 0
+    assert waiting["retrain"].startswith("waiting for labelled images of the shifted films in")
 
 
 def test_unshifted_batch_shows_no_drift(loop) -> None:
@@ -69,6 +86,7 @@ def test_washed_out_batch_drifts_and_retrains_a_new_version(loop, registry) -> N
     tags = registry.client.get_model_version(RESNET, retrained["version"]).tags
     assert tags["drift_report_uri"] == drift["report_uri"]
     assert tags["retrain_reason"].startswith("drift in ") and tags["warm_start_from"] == scored_by
+    assert drift["new_labels"] > 0
     assert tags["image_size"] == "32" and float(tags["threshold"]) == retrained["threshold"]
     origin = registry.client.get_model_version(RESNET, scored_by).tags["weights_source"]
     assert tags["weights_source"] == f"warm start from {RESNET} v{scored_by} ({origin})"
