@@ -8,7 +8,6 @@ the `pneumo.drift.detected` event that the retrain deployment's trigger listens 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger
@@ -42,12 +41,13 @@ def retrain_champion(
     """Fine-tune the champion on train (+ new labels), gate it against the champion, register."""
     settings = Settings()
     timings: dict[str, float] = {}
-    # The inbox's new labels join every retrain, whatever started it (schedule, drift event).
+    # The inbox's new labels join every retrain, whatever started it (schedule, drift event);
+    # an inbox with nothing new (empty, or all added before) is left alone.
+    paths = [labeled_path] if labeled_path else []
     inbox = settings.drift.labeled_inbox
-    for path in dict.fromkeys(p for p in (labeled_path, inbox and str(inbox)) if p):
-        if not Path(path).is_dir():
-            get_run_logger().warning("no labelled images: %s is not a folder", path)
-            continue
+    if inbox and str(inbox) != labeled_path and new_labels_task(settings) > 0:
+        paths.append(str(inbox))
+    for path in paths:
         with timed(timings, "add_labeled"):
             labeled = labeled_task(path, settings)
         get_run_logger().info(

@@ -121,8 +121,8 @@ class LabeledSummary:
 def count_new_labeled(path: Path, store: ObjectStore) -> int:
     """How many images under `path` `add_labeled` would add (unseen bytes, patients outside
     val/test). Read-only: a drift check decides on it without ingesting anything."""
-    if not path.is_dir():
-        return 0
+    if not path.is_dir() or not any(p.is_file() for p in path.rglob("*")):
+        return 0  # no inbox yet, or an empty one: the normal state between labelling rounds
     sources = discover_files(resolve_dataset_root(path))
     labeled = pd.DataFrame(
         {

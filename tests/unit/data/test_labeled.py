@@ -45,6 +45,8 @@ def test_labelled_images_join_the_latest_manifest_train_split(
     stored = len(store.list(""))
     assert count_new_labeled(labeled, store) == 2 and len(store.list("")) == stored
     assert count_new_labeled(tmp_path / "no-inbox-yet", store) == 0
+    (tmp_path / "empty-inbox" / "train").mkdir(parents=True)
+    assert count_new_labeled(tmp_path / "empty-inbox", store) == 0
     summary = add_labeled(labeled, store, settings)
     assert count_new_labeled(labeled, store) == 0  # added now
     version, manifest = load_manifest(store)
