@@ -35,10 +35,9 @@ from pipeline.adapters.backends import open_store
 from pipeline.adapters.registry import Registry
 from pipeline.data.ingest import discover_files, parse_patient_id
 from pipeline.data.manifest import load_manifest
+from pipeline.monitor.batch import predict_batch
 from pipeline.monitor.champion import Champion, load_champion
 from pipeline.monitor.drift import check_drift
-from pipeline.monitor.drift_features import feature_table
-from pipeline.monitor.probe import probe_images
 from pipeline.monitor.simulate import DRIFT_KINDS, shift_image
 from pipeline.monitor.steps import champion_cache
 from pipeline.settings import DriftConfig, Settings
@@ -75,14 +74,15 @@ def unseen_pool(pool: Path, home: Path) -> pd.DataFrame:
 
 
 def score(champion: Champion, rows: pd.DataFrame, kind: str, strength: float) -> pd.DataFrame:
-    """The drift features `pneumo predict` logs for `rows`, shifted by `kind`, with true labels."""
+    """The rows `pneumo predict` logs for `rows`, shifted by `kind`, with their true labels."""
     images = [Path(p).read_bytes() for p in rows["path"]]
     if kind != "none":
         images = [shift_image(d, kind, seed=i, strength=strength) for i, d in enumerate(images)]
-    probabilities, embeddings = probe_images(champion.probe, images)
-    table = feature_table(images, embeddings, probabilities, champion.projection)
-    table["label"] = rows["label"].to_numpy()
-    return table
+    scored, _ = predict_batch(
+        champion, list(zip(rows["path"], images, strict=True)), Settings().ingest.max_pixels
+    )
+    labels = dict(zip(rows["path"], rows["label"], strict=True))
+    return scored.assign(label=scored["image"].map(labels))
 
 
 def draw(table: pd.DataFrame, size: int, normal_share: float, rng) -> pd.DataFrame | None:

@@ -159,15 +159,22 @@ def small_dataset(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def data_docs(small_dataset: Path, store: LocalStore, settings: Settings, tmp_path: Path) -> Path:
-    """Data Docs of a clean manifest, as the validate step writes them; returns their folder."""
+def manifest(small_dataset: Path, store: LocalStore, settings: Settings):
+    """The small dataset ingested and split by patient: a clean manifest."""
     from pipeline.data.ingest import ingest_folder
     from pipeline.data.split import assign_splits
-    from pipeline.data.validation import validate_manifest
-    from pipeline.settings import SplitConfig, ValidationConfig
+    from pipeline.settings import SplitConfig
 
-    manifest = assign_splits(
+    return assign_splits(
         ingest_folder(small_dataset, store, settings.ingest).manifest, SplitConfig()
     )
+
+
+@pytest.fixture
+def data_docs(manifest, tmp_path: Path) -> Path:
+    """Data Docs of a clean manifest, as the validate step writes them; returns their folder."""
+    from pipeline.data.validation import validate_manifest
+    from pipeline.settings import ValidationConfig
+
     validate_manifest(manifest, ValidationConfig(min_rows=5), tmp_path / "docs")
     return tmp_path / "docs"

@@ -1,20 +1,9 @@
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
-from pipeline.adapters.storage import LocalStore
-from pipeline.data.ingest import ingest_folder
-from pipeline.data.split import assign_splits
 from pipeline.data.validation import validate_manifest
-from pipeline.settings import Settings, SplitConfig, ValidationConfig
-
-
-@pytest.fixture
-def manifest(small_dataset: Path, store: LocalStore, settings: Settings) -> pd.DataFrame:
-    return assign_splits(
-        ingest_folder(small_dataset, store, settings.ingest).manifest, SplitConfig()
-    )
+from pipeline.settings import ValidationConfig
 
 
 def failed(report) -> dict[str, list[str]]:
