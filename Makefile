@@ -34,10 +34,14 @@ test: $(STAMP) ## Run every test (unit, integration, end-to-end)
 test-unit: $(STAMP) ## Run the fast offline unit tests only
 	$(BIN)/pytest tests/unit -m "not slow"
 
-lint: $(STAMP) ## Lint, check formatting (ruff) and the layering contracts (import-linter)
+lint: $(STAMP) ## Lint, check formatting (ruff), the layering contracts and that git keeps every source file
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	@# A file git ignores is missing from a clean checkout (CI, users) while every local run passes.
+	@ignored=$$(git ls-files --others --ignored --exclude-standard pipeline flows infra tests benchmarks \
+		2>/dev/null | grep -v -e __pycache__ -e '\.pyc$$' || true); \
+	if [ -n "$$ignored" ]; then echo "git ignores these project files:"; echo "$$ignored"; exit 1; fi
 
 format: $(STAMP) ## Fix lint and format with ruff
 	$(BIN)/ruff check --fix .
