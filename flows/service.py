@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pipeline.adapters.backends import open_store
 from pipeline.adapters.registry import CHAMPION, Registry
 from pipeline.monitor.champion import MONITORED_MODEL, Champion, load_champion
+from pipeline.monitor.inference_log import REJECTED_PREFIX
 from pipeline.serve.background import ChampionHolder, InferenceLogWriter
 from pipeline.serve.handlers import BadImageError, check_upload, explain_upload, predict_uploads
 from pipeline.settings import Settings
@@ -133,8 +134,10 @@ async def explain(
     return Response(png, media_type="image/png", headers={"X-Model-Version": champion.version})
 
 
-async def bad_image(_: Request, exc: Exception) -> JSONResponse:
+async def bad_image(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BadImageError)
+    state = get_state(request)
+    state.writer.submit(exc.log_row(state.holder.current), REJECTED_PREFIX)
     return JSONResponse({"error": exc.reason, "image": exc.name}, status_code=exc.status)
 
 

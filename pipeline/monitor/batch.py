@@ -43,14 +43,22 @@ def predict_batch(
     now: datetime | None = None,
     progress: Progress = silent,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(predictions with drift features, rejected images with the reason) for a batch."""
+    """(predictions with drift features, rejected images with the reason) for a batch.
+
+    Both carry the model and time, so each can be logged (see `inference_log`).
+    """
     now = now or datetime.now(UTC)
     good, rejected = [], []
     for name, data in items:
-        suffix = Path(name).suffix.lower()
-        issue = None if suffix in IMAGE_SUFFIXES else f"unsupported file extension {suffix!r}"
-        issue = issue or inspect_image(data, max_pixels).issue
-        (rejected.append({"image": name, "issue": issue}) if issue else good.append((name, data)))
+        if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+            issue = f"unsupported file extension {Path(name).suffix.lower()!r}"
+            rejected.append(rejection(name, issue, None, champion, now))
+            continue
+        info = inspect_image(data, max_pixels)
+        if info.issue:
+            rejected.append(rejection(name, info.issue, info.bit_depth, champion, now))
+        else:
+            good.append((name, data))
     images = [data for _, data in good]
     probabilities, embeddings = probe_images(champion.probe, images, progress=progress)
     features = (
@@ -72,4 +80,21 @@ def predict_batch(
     )
     if good:
         predictions = pd.concat([predictions, features.drop(columns=["probability"])], axis=1)
-    return predictions, pd.DataFrame(rejected, columns=["image", "issue"])
+    return predictions, pd.DataFrame(rejected, columns=REJECTED_COLUMNS)
+
+
+REJECTED_COLUMNS = ["image", "issue", "bit_depth", "model_name", "model_version", "timestamp"]
+
+
+def rejection(
+    name: str, issue: str, bit_depth: int | None, champion: Champion | None, now: datetime
+) -> dict:
+    """One rejected-log row: the image, why it was refused, and who refused it when."""
+    return {
+        "image": name,
+        "issue": issue,
+        "bit_depth": float("nan") if bit_depth is None else float(bit_depth),
+        "model_name": champion.name if champion else None,
+        "model_version": champion.version if champion else None,
+        "timestamp": pd.Timestamp(now),
+    }

@@ -1,8 +1,9 @@
 """Evidently adapter: the drift check of a batch of predictions against the reference.
 
 The only module that imports evidently (0.7 API). Evidently has no single "dataset drift" flag:
-the image-shift decision is read from its per-column drift results and our documented rule;
-prevalence and data quality come from `pipeline.monitor.signals` (see there for why three).
+the image-shift decision applies our documented rule to Evidently's default per-column drift
+test (the one its report shows); prevalence and data quality come from
+`pipeline.monitor.signals` (see there for why three).
 """
 
 from __future__ import annotations
@@ -82,20 +83,24 @@ def check_drift(
     threshold: float,
     size_range: tuple[int, int] = (64, 8192),
     html: bool = True,
+    rejected: pd.DataFrame | None = None,
 ) -> DriftResult:
     """Image shift, prevalence shift and data quality of `current` against `reference`.
 
-    Too few current rows is not drift. `threshold` is the champion's: predicted classes decide
-    the class mix the reference is resampled to and the prevalence test. `html=False` skips
-    the report (most of the time of a check; the drift benchmark runs thousands).
+    Too few current rows is not drift, but data quality is still judged: a window of films
+    all refused (16-bit, say) has no scored rows and must not read as quiet. `threshold` is the
+    champion's: predicted classes decide the class mix the reference is resampled to and the
+    prevalence test. `rejected`: the images refused in the same window. `html=False` skips the
+    report (nearly all the time of a check; the drift benchmark runs thousands).
     """
+    quality = check_quality(
+        current, *size_range, cfg.blank_std, cfg.quality_max_share, rejected=rejected
+    )
     if len(current) < cfg.min_current:
-        return DriftResult(INSUFFICIENT, len(current), len(reference))
+        return DriftResult(INSUFFICIENT, len(current), len(reference), quality=quality)
     prevalence = check_prevalence(reference, current, threshold, cfg.prevalence_alpha)
-    quality = check_quality(current, *size_range, cfg.blank_std, cfg.quality_max_share)
     matched = match_class_mix(reference, current, threshold)
-    snapshot = _evidently_drift(matched, current, cfg)
-    scores, drifted = _column_drift(snapshot.dict())
+    scores, drifted = _column_drift(matched, current)
     drifted = [c for c in drifted if c in IMAGE_SHIFT_COLUMNS]
     status = (
         DRIFT if apply_drift_rule(drifted, cfg) else PREVALENCE if prevalence.shifted else NO_DRIFT
@@ -112,18 +117,51 @@ def check_drift(
     )
     if not html:
         return result
+    snapshot = evidently_report(matched, current, cfg)
     page = _with_signals(snapshot.get_html_str(as_iframe=False), result, prevalence, quality, cfg)
     return dataclasses.replace(result, html=page)
 
 
-def _evidently_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig):
-    """Evidently's per-column drift of the image-shift columns and the probability."""
+# Shown in the report and scored; the probability is for the reviewer (against the class-matched
+# reference it reads as the model's confidence, not the mix); the rule ignores it.
+REPORT_COLUMNS = (*IMAGE_SHIFT_COLUMNS, "probability")
+
+
+def _column_drift(
+    reference: pd.DataFrame, current: pd.DataFrame
+) -> tuple[dict[str, float], list[str]]:
+    """Per-column drift scores, and the drifted columns, by Evidently's default test.
+
+    The same choice and threshold its report makes (two-sample KS at p < 0.05 up to 1,000
+    reference rows, normed Wasserstein above 0.1 beyond), called directly: building the report
+    renders ~80 plotly figures, 2 s a check, which the decision does not need.
+    """
+    from evidently import ColumnType
+    from evidently.legacy.calculations.stattests import get_stattest
+
+    scores: dict[str, float] = {}
+    drifted: list[str] = []
+    for column in REPORT_COLUMNS:
+        ref, cur = (_finite(frame[column]) for frame in (reference, current))
+        test = get_stattest(ref, cur, ColumnType.Numerical, None)
+        outcome = test(ref, cur, ColumnType.Numerical, None)
+        scores[column] = round(float(outcome.drift_score), 4)
+        if outcome.drifted:
+            drifted.append(column)
+    return scores, drifted
+
+
+def _finite(values: pd.Series) -> pd.Series:
+    """The column as Evidently tests it: infinities and missing values dropped."""
+    return values.astype(float).replace([np.inf, -np.inf], np.nan).dropna()
+
+
+def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig):
+    """Evidently's drift report of the image-shift columns and the probability, for the page."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    # The probability is shown for the reviewer (against the class-matched reference it reads
-    # as the model's confidence, not the mix); the rule ignores it.
-    columns = [*IMAGE_SHIFT_COLUMNS, "probability"]
+    columns = list(REPORT_COLUMNS)
     definition = DataDefinition(numerical_columns=columns)
     report = Report(
         [DataDriftPreset(columns=columns, drift_share=cfg.drift_share)], include_tests=True
@@ -186,20 +224,3 @@ def _with_signals(
     )
     body = html.find(">", html.lower().find("<body")) + 1
     return html[:body] + section + html[body:] if body > 0 else section + html
-
-
-def _column_drift(snapshot: dict) -> tuple[dict[str, float], list[str]]:
-    """Per-column drift scores, and the columns whose drift test failed."""
-    scores: dict[str, float] = {}
-    for metric in snapshot["metrics"]:
-        config = metric.get("config", {})
-        column = config.get("column")
-        if config.get("type", "").endswith("ValueDrift") and column:
-            scores[column] = round(float(metric["value"]), 4)
-    drifted = []
-    for test in snapshot.get("tests", []):
-        params = test.get("metric_config", {}).get("params", {})
-        column = params.get("column")
-        if column and str(test.get("status")).endswith("FAIL"):
-            drifted.append(column)
-    return scores, sorted(set(drifted))

@@ -20,14 +20,16 @@ STATS_SIDE = 256
 PCA_COMPONENTS = 5
 IMAGE_COLUMNS = (
     "mean", "std", "p05", "p50", "p95", "contrast", "entropy", "sharpness", "width", "height",
-    "aspect_ratio",
+    "aspect_ratio", "polarity",
 )  # fmt: skip
+# The border band and the central strip `polarity` compares, as shares of the reduced image.
+BORDER, CENTRE_ROWS, CENTRE_COLUMNS = 0.08, (0.25, 0.75), (0.375, 0.625)
 EMBEDDING_COLUMNS = tuple(f"embedding_{i}" for i in range(PCA_COMPONENTS))
 FEATURE_COLUMNS = (*IMAGE_COLUMNS, *EMBEDDING_COLUMNS, "probability")
 
 
 def image_features(data: bytes) -> dict[str, float]:
-    """Intensity statistics, entropy, sharpness (variance of the Laplacian) and geometry."""
+    """Intensity statistics, entropy, sharpness (variance of the Laplacian), geometry, polarity."""
     image = Image.open(io.BytesIO(data))
     width, height = image.size
     image.draft("L", (STATS_SIDE, STATS_SIDE))
@@ -53,7 +55,26 @@ def image_features(data: bytes) -> dict[str, float]:
         "width": float(width),
         "height": float(height),
         "aspect_ratio": float(width / height),
+        "polarity": polarity(pixels),
     }
+
+
+def polarity(pixels: np.ndarray) -> float:
+    """Mean of the central strip (mediastinum, spine) minus the mean of the border band.
+
+    Positive on a chest film as published (bright body, dark surround): >= 32 on 99 % of 600
+    official training films, never negative; an inverted film (the other photometric
+    interpretation) turns it negative (<= -35 on 99 % of their inverted copies).
+    """
+    height, width = pixels.shape
+    band = max(1, round(BORDER * min(height, width)))
+    border = np.concatenate(
+        [pixels[:band].ravel(), pixels[-band:].ravel(),
+         pixels[:, :band].ravel(), pixels[:, -band:].ravel()]
+    )  # fmt: skip
+    rows = slice(round(CENTRE_ROWS[0] * height), round(CENTRE_ROWS[1] * height))
+    columns = slice(round(CENTRE_COLUMNS[0] * width), round(CENTRE_COLUMNS[1] * width))
+    return float(pixels[rows, columns].mean() - border.mean())
 
 
 @dataclass(frozen=True)

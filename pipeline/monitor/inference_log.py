@@ -1,7 +1,9 @@
 """The inference log: append-only, one Parquet object per scored batch.
 
 Each batch is a new object under `inference-log/date=YYYY-MM-DD/`, one row per scored image with
-its probability, label, model version and drift features; nothing is ever rewritten.
+its probability, label, model version and drift features; nothing is ever rewritten. Images
+refused at prediction (unreadable, 16-bit, ...) go to `rejected-log/` the same way, one row each
+with the reason, so the drift check's data-quality signal counts what the model never saw.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import pandas as pd
 from pipeline.adapters.storage import ObjectStore, sha256_hex
 
 LOG_PREFIX = "inference-log"
+REJECTED_PREFIX = "rejected-log"
 
 
 def append_inference_log(
-    store: ObjectStore, predictions: pd.DataFrame, now: datetime | None = None
+    store: ObjectStore,
+    predictions: pd.DataFrame,
+    now: datetime | None = None,
+    prefix: str = LOG_PREFIX,
 ) -> str | None:
     """Write a batch as a new object in today's partition; returns its key (None if empty)."""
     if predictions.empty:
@@ -26,7 +32,7 @@ def append_inference_log(
     buffer = io.BytesIO()
     predictions.to_parquet(buffer, index=False)
     data = buffer.getvalue()
-    key = f"{LOG_PREFIX}/date={now:%Y-%m-%d}/{now:%H%M%S%f}-{sha256_hex(data)[:12]}.parquet"
+    key = f"{prefix}/date={now:%Y-%m-%d}/{now:%H%M%S%f}-{sha256_hex(data)[:12]}.parquet"
     store.put(key, data)
     return key
 
@@ -37,10 +43,11 @@ def read_inference_log(
     days: int | None = None,
     last_n: int | None = None,
     now: datetime | None = None,
+    prefix: str = LOG_PREFIX,
 ) -> pd.DataFrame:
-    """Logged predictions, newest last, optionally of one model version and a time window."""
+    """Logged rows, newest last, optionally of one model version and a time window."""
     now = now or datetime.now(UTC)
-    keys = store.list(f"{LOG_PREFIX}/")
+    keys = store.list(f"{prefix}/")
     if days is not None:
         first = (now - timedelta(days=days)).strftime("%Y-%m-%d")
         keys = [k for k in keys if k.split("date=")[1][:10] >= first]

@@ -7,7 +7,8 @@
   Judged on image statistics and embedding components against a reference *resampled to the
   batch's predicted class mix*, so a change of mix alone does not read as image shift (NORMAL
   and PNEUMONIA films differ in these features).
-- **Data quality**: films outside the accepted ranges (size, blank). Counted per batch, alerted.
+- **Data quality**: films outside the accepted ranges (size, blank, inverted) and films refused
+  at prediction (16-bit, unreadable). Counted per batch, alerted.
 
 Plain pandas and scipy; the Evidently tests run in `pipeline.monitor.drift`.
 """
@@ -107,17 +108,46 @@ class QualityCheck:
 
 
 def check_quality(
-    current: pd.DataFrame, min_side: int, max_side: int, blank_std: float, max_share: float
+    current: pd.DataFrame,
+    min_side: int,
+    max_side: int,
+    blank_std: float,
+    max_share: float,
+    rejected: pd.DataFrame | None = None,
 ) -> QualityCheck:
-    """Images outside the accepted size range, or blank; an alert above `max_share` of them."""
-    short = current[["width", "height"]].min(axis=1)
-    long = current[["width", "height"]].max(axis=1)
-    reasons = {
-        f"smaller than {min_side} px": short < min_side,
-        f"larger than {max_side} px": long > max_side,
-        f"blank (pixel std < {blank_std:g})": current["std"] < blank_std,
-    }
-    flagged = {reason: int(mask.sum()) for reason, mask in reasons.items() if mask.any()}
-    any_flag = np.logical_or.reduce([mask.to_numpy() for mask in reasons.values()])
-    share = float(any_flag.mean()) if len(current) else 0.0
-    return QualityCheck(rows=len(current), flagged=flagged, alert=share > max_share)
+    """Scored images outside the accepted size range, blank or inverted, and images refused at
+    prediction (`rejected`: 16-bit and other refusals, which no scored row shows); an alert
+    when they are above `max_share` of all. Rows logged before `polarity` existed have none
+    and are not judged on it.
+    """
+    flagged: dict[str, int] = {}
+    scored_flags = 0
+    if len(current):
+        short = current[["width", "height"]].min(axis=1)
+        long = current[["width", "height"]].max(axis=1)
+        polarity = current.get("polarity", pd.Series(np.nan, index=current.index))
+        reasons = {
+            f"smaller than {min_side} px": short < min_side,
+            f"larger than {max_side} px": long > max_side,
+            f"blank (pixel std < {blank_std:g})": current["std"] < blank_std,
+            "inverted (border brighter than the centre)": polarity < 0,
+        }
+        flagged = {reason: int(mask.sum()) for reason, mask in reasons.items() if mask.any()}
+        scored_flags = int(np.logical_or.reduce([m.to_numpy() for m in reasons.values()]).sum())
+    refused = 0 if rejected is None else len(rejected)
+    if refused:
+        flagged.update(refusal_reasons(rejected))
+    rows = len(current) + refused
+    share = (scored_flags + refused) / rows if rows else 0.0
+    return QualityCheck(rows=rows, flagged=flagged, alert=share > max_share)
+
+
+def refusal_reasons(rejected: pd.DataFrame) -> dict[str, int]:
+    """Refused images by reason: each bit depth other than 8, then every other refusal."""
+    depth = rejected["bit_depth"]
+    counts = depth[depth.notna() & (depth != 8)].value_counts().sort_index()
+    reasons = {f"refused: {int(bits)}-bit, not 8-bit": int(n) for bits, n in counts.items()}
+    other = len(rejected) - int(counts.sum())
+    if other:
+        reasons["refused: unreadable, empty, too large, or an unsupported type or mode"] = other
+    return reasons

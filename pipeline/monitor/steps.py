@@ -22,7 +22,11 @@ from pipeline.monitor.batch import predict_batch, read_images
 from pipeline.monitor.champion import Champion, load_champion
 from pipeline.monitor.drift import DriftResult, check_drift
 from pipeline.monitor.drift_features import Projection, feature_table, fit_projection
-from pipeline.monitor.inference_log import append_inference_log, read_inference_log
+from pipeline.monitor.inference_log import (
+    REJECTED_PREFIX,
+    append_inference_log,
+    read_inference_log,
+)
 from pipeline.monitor.probe import embedding_model, probe_images
 from pipeline.progress import Progress, silent
 from pipeline.settings import Settings
@@ -54,7 +58,8 @@ def predict_source(
 ) -> BatchPrediction:
     """Score every image under a folder, file or store prefix with the champion.
 
-    The scored rows go to the inference log and to a CSV (`out`, default under the reports).
+    The scored rows go to the inference log and to a CSV (`out`, default under the reports);
+    the refused ones to the rejected log.
     """
     items = read_images(source, store)  # first: a wrong path is named before any champion
     champion = load_champion(registry, champion_cache(settings))
@@ -62,6 +67,7 @@ def predict_source(
         champion, items, settings.ingest.max_pixels, progress=progress
     )
     log_key = append_inference_log(store, predictions)
+    append_inference_log(store, rejected, prefix=REJECTED_PREFIX)
     out = out or settings.reports_dir / "predictions" / f"{time.strftime('%Y%m%dT%H%M%S')}.csv"
     with atomic_path(out) as tmp:
         predictions.reindex(columns=PREDICTION_COLUMNS).to_csv(tmp, index=False)
@@ -106,8 +112,11 @@ def run_drift_check(
         )
     cfg = settings.drift
     current = read_inference_log(store, champion.version, cfg.days, cfg.last_n, now)
+    rejected = refused_in_window(store, champion.version, current, cfg.days, now)
     sides = (settings.validation.min_side, settings.validation.max_side)
-    result = check_drift(champion.reference, current, cfg, champion.threshold, sides)
+    result = check_drift(
+        champion.reference, current, cfg, champion.threshold, sides, rejected=rejected
+    )
     summary = {
         **result.summary(cfg.rule),
         "model": champion.name,
@@ -119,6 +128,17 @@ def run_drift_check(
         report_uri = store_drift_report(store, registry, champion, result.html, summary, now)
         summary["report_uri"] = report_uri
     return DriftCheck(result, champion.version, report_uri, summary)
+
+
+def refused_in_window(
+    store: ObjectStore, version: str, current: pd.DataFrame, days: int | None, now: datetime
+) -> pd.DataFrame:
+    """Images the champion refused over the period the checked predictions span (all of
+    `days`, or since the oldest checked row; every refusal when nothing was scored)."""
+    rejected = read_inference_log(store, version, days, None, now, prefix=REJECTED_PREFIX)
+    if rejected.empty or current.empty:
+        return rejected
+    return rejected[rejected["timestamp"] >= current["timestamp"].min()]
 
 
 def store_drift_report(

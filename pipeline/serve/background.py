@@ -1,4 +1,4 @@
-"""The service's background work: swapping in a new champion, writing the inference log.
+"""The service's background work: swapping in a new champion, writing the inference logs.
 
 Both run in threads beside the request handlers, so neither a registry look-up nor a store write
 is ever on a request's path.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 from pipeline.adapters.storage import ObjectStore
 from pipeline.monitor.champion import Champion
-from pipeline.monitor.inference_log import append_inference_log
+from pipeline.monitor.inference_log import LOG_PREFIX, append_inference_log
 
 
 @dataclass
@@ -51,16 +52,17 @@ class ChampionHolder:
 
 @dataclass
 class InferenceLogWriter:
-    """Appends predictions to the inference log from a background thread, off the request path."""
+    """Appends predictions (and refused uploads) to their logs from a background thread, off the
+    request path."""
 
     store: ObjectStore
     pending: queue.Queue = field(default_factory=queue.Queue)
-    written: int = 0
+    written: Counter[str] = field(default_factory=Counter)  # rows per log prefix
     errors: list[str] = field(default_factory=list)
 
-    def submit(self, predictions: pd.DataFrame) -> None:
-        if not predictions.empty:
-            self.pending.put(predictions)
+    def submit(self, rows: pd.DataFrame, prefix: str = LOG_PREFIX) -> None:
+        if not rows.empty:
+            self.pending.put((prefix, rows))
 
     def run(self, stop: threading.Event, max_wait_seconds: float = 1.0) -> None:
         """Write everything queued, batching what arrived together, until stopped and drained."""
@@ -71,8 +73,13 @@ class InferenceLogWriter:
                 continue
             while not self.pending.empty():
                 batch.append(self.pending.get_nowait())
-            try:
-                append_inference_log(self.store, pd.concat(batch, ignore_index=True))
-                self.written += sum(len(b) for b in batch)
-            except Exception as exc:  # a failed write must not kill the writer
-                self.errors.append(f"{type(exc).__name__}: {exc}")
+            for prefix in dict.fromkeys(prefix for prefix, _ in batch):
+                frames = [rows for p, rows in batch if p == prefix]
+                self.write(prefix, frames)
+
+    def write(self, prefix: str, frames: list[pd.DataFrame]) -> None:
+        try:
+            append_inference_log(self.store, pd.concat(frames, ignore_index=True), prefix=prefix)
+            self.written[prefix] += sum(len(rows) for rows in frames)
+        except Exception as exc:  # a failed write must not kill the writer
+            self.errors.append(f"{type(exc).__name__}: {exc}")

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import io
 import time
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
 from pipeline.adapters.registry import CHAMPION
 from pipeline.data.images import inspect_image
-from pipeline.monitor.batch import predict_batch
+from pipeline.monitor.batch import predict_batch, rejection
 from pipeline.monitor.champion import Champion
 from pipeline.train.gradcam import gradcam, overlay
 from pipeline.train.inputs import input_spec, prepare_image
@@ -24,9 +25,16 @@ PNG_OR_JPEG = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 class BadImageError(ValueError):
     """An upload the service refuses, with the reason and the HTTP status to answer."""
 
-    def __init__(self, name: str, reason: str, status: int = 422) -> None:
+    def __init__(
+        self, name: str, reason: str, status: int = 422, bit_depth: int | None = None
+    ) -> None:
         super().__init__(f"{name}: {reason}")
-        self.name, self.reason, self.status = name, reason, status
+        self.name, self.reason, self.status, self.bit_depth = name, reason, status, bit_depth
+
+    def log_row(self, champion: Champion | None) -> pd.DataFrame:
+        """The refusal as a rejected-log row, so the drift check counts it."""
+        now = datetime.now(UTC)
+        return pd.DataFrame([rejection(self.name, self.reason, self.bit_depth, champion, now)])
 
 
 def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int) -> None:
@@ -39,9 +47,9 @@ def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int) -> Non
         raise BadImageError(name, "empty file (0 bytes)")
     if not data.startswith(PNG_OR_JPEG):
         raise BadImageError(name, "not a JPEG or PNG image", 415)
-    issue = inspect_image(data, max_pixels).issue
-    if issue is not None:
-        raise BadImageError(name, issue)
+    info = inspect_image(data, max_pixels)
+    if info.issue is not None:
+        raise BadImageError(name, info.issue, bit_depth=info.bit_depth)
 
 
 def predict_uploads(

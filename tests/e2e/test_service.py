@@ -136,20 +136,20 @@ def test_fifty_concurrent_requests_all_succeed(client) -> None:
 def test_every_prediction_reaches_the_inference_log(client) -> None:
     from pipeline.adapters.backends import open_store
     from pipeline.monitor.drift_features import FEATURE_COLUMNS
-    from pipeline.monitor.inference_log import read_inference_log
+    from pipeline.monitor.inference_log import LOG_PREFIX, read_inference_log
     from pipeline.settings import Settings
 
     writer = state(client).writer
     # Re-encoded, so its sha256 is this test's alone whatever else the log holds.
     unique = io.BytesIO()
     Image.open(IMAGES[1]).convert("L").save(unique, "JPEG", quality=77)
-    before = writer.written
+    before = writer.written[LOG_PREFIX]
     sent = [
         client.post("/predict", files={"file": ("unique.jpeg", unique.getvalue())}) for _ in "ab"
     ]
     assert [r.status_code for r in sent] == [200, 200]
     wait_until(
-        lambda: (writer.written, list(writer.errors), writer.pending.qsize()),
+        lambda: (writer.written[LOG_PREFIX], list(writer.errors), writer.pending.qsize()),
         lambda seen: seen[0] >= before + 2,
         timeout=30,
         what="the log writer to write both predictions",
@@ -161,6 +161,31 @@ def test_every_prediction_reaches_the_inference_log(client) -> None:
     mine = log[log["sha256"] == hashlib.sha256(unique.getvalue()).hexdigest()]
     assert len(mine) == 2 and set(FEATURE_COLUMNS) <= set(log.columns)
     assert set(mine["model_version"]) == {sent[0].json()["predictions"][0]["version"]}
+
+
+def test_a_refused_upload_reaches_the_rejected_log_with_its_bit_depth(client) -> None:
+    from pipeline.adapters.backends import open_store
+    from pipeline.monitor.inference_log import REJECTED_PREFIX, read_inference_log
+    from pipeline.settings import Settings
+
+    writer = state(client).writer
+    sixteen = io.BytesIO()
+    Image.fromarray(np.full((40, 50), 30000, dtype=np.uint16)).save(sixteen, "PNG")
+    before = writer.written[REJECTED_PREFIX]
+    response = client.post("/predict", files={"file": ("detector-16.png", sixteen.getvalue())})
+    assert response.status_code == 422
+    wait_until(
+        lambda: (writer.written[REJECTED_PREFIX], list(writer.errors)),
+        lambda seen: seen[0] >= before + 1,
+        timeout=30,
+        what="the log writer to write the refusal",
+        describe=lambda seen: f"written {seen[0]} (before {before}), errors {seen[1]}",
+    )
+    store = open_store(Settings(home=state(client).settings.home))
+    refused = read_inference_log(store, prefix=REJECTED_PREFIX)
+    mine = refused[refused["image"] == "detector-16.png"]
+    assert len(mine) == 1 and mine["bit_depth"].iloc[0] == 16
+    assert set(mine["model_version"]) == {client.get("/health").json()["version"]}
 
 
 def test_an_alias_move_is_picked_up_without_restart(client, registry) -> None:

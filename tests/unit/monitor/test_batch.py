@@ -24,16 +24,27 @@ def champion() -> Champion:
 
 
 def test_batch_prediction_skips_bad_images_with_reasons(champion: Champion) -> None:
-    items = [("good.jpeg", image_bytes((64, 48))), ("empty.jpeg", b""), ("notes.txt", b"hi")]
+    items = [
+        ("good.jpeg", image_bytes((64, 48))),
+        ("empty.jpeg", b""),
+        ("notes.txt", b"hi"),
+        ("detector.png", image_bytes((64, 48), mode="I;16", fmt="PNG")),
+    ]
     predictions, rejected = predict_batch(champion, items, max_pixels=10_000_000)
     assert list(predictions["image"]) == ["good.jpeg"]
     assert predictions.loc[0, "probability"] == pytest.approx(0.8, abs=1e-4)
     assert predictions.loc[0, "label"] == "PNEUMONIA" and predictions.loc[0, "model_version"] == "3"
     assert set(FEATURE_COLUMNS) <= set(predictions.columns)
-    assert dict(zip(rejected["image"], rejected["issue"], strict=True)) == {
+    issues = dict(zip(rejected["image"], rejected["issue"], strict=True))
+    assert issues.pop("detector.png").startswith("unsupported mode 'I;16' (16-bit")
+    assert issues == {
         "empty.jpeg": "empty file (0 bytes)",
         "notes.txt": "unsupported file extension '.txt'",
     }
+    # Logged like predictions, so the drift check counts what the model never saw.
+    depth = dict(zip(rejected["image"], rejected["bit_depth"], strict=True))
+    assert depth["detector.png"] == 16 and np.isnan(depth["notes.txt"])
+    assert set(rejected["model_version"]) == {"3"} and rejected["timestamp"].notna().all()
 
 
 def test_progress_is_reported_per_image_for_scoring_and_drift_features(

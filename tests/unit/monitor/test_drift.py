@@ -11,8 +11,10 @@ from pipeline.monitor.drift import (
     INSUFFICIENT,
     NO_DRIFT,
     PREVALENCE,
+    REPORT_COLUMNS,
     apply_drift_rule,
     check_drift,
+    evidently_report,
 )
 from pipeline.monitor.drift_features import FEATURE_COLUMNS
 from pipeline.monitor.signals import IMAGE_SHIFT_COLUMNS
@@ -40,6 +42,15 @@ def test_too_few_current_rows_is_insufficient_data() -> None:
     assert result.status == INSUFFICIENT and result.html is None
 
 
+def test_a_window_of_refused_films_is_insufficient_data_with_a_quality_alert() -> None:
+    reference = pd.DataFrame(np.ones((40, len(FEATURE_COLUMNS))), columns=list(FEATURE_COLUMNS))
+    sixteen_bit = pd.DataFrame({"bit_depth": [16.0] * 40})
+    result = check_drift(reference, reference.iloc[:0], DriftConfig(), 0.5, rejected=sixteen_bit)
+    assert result.status == INSUFFICIENT
+    assert result.quality.alert and result.quality.flagged == {"refused: 16-bit, not 8-bit": 40}
+    assert result.summary("share")["quality"]["alert"]
+
+
 @pytest.mark.slow  # the first Evidently report of a session costs ~10 s
 def test_evidently_finds_a_strong_shift_and_not_noise() -> None:
     rng = np.random.default_rng(0)
@@ -54,7 +65,34 @@ def test_evidently_finds_a_strong_shift_and_not_noise() -> None:
     assert "<html" in result.html.lower() and 'id="pneumo-signals"' in result.html
 
 
+def report_drifted(reference: pd.DataFrame, current: pd.DataFrame) -> list[str]:
+    """The columns whose drift test failed in Evidently's own report."""
+    snapshot = evidently_report(reference, current, DriftConfig()).dict()
+    failed = {
+        test["metric_config"]["params"].get("column")
+        for test in snapshot["tests"]
+        if str(test.get("status")).endswith("FAIL")
+    }
+    return sorted(failed & set(REPORT_COLUMNS))
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("reference_rows", [400, 1500])  # KS, then Wasserstein beyond 1,000
+def test_the_decision_flags_the_columns_evidently_s_report_shows(reference_rows: int) -> None:
+    rng = np.random.default_rng(reference_rows)
+    columns = list(FEATURE_COLUMNS)
+    reference = pd.DataFrame(rng.normal(size=(reference_rows, len(columns))), columns=columns)
+    current = pd.DataFrame(rng.normal(size=(100, len(columns))), columns=columns)
+    # Mild shifts, so some columns sit near the threshold and a different test would show.
+    current[list(REPORT_COLUMNS)] += np.linspace(0.0, 0.6, len(REPORT_COLUMNS))
+    # Every row predicted positive: the decision compares against the whole reference too.
+    result = check_drift(reference, current, DriftConfig(), threshold=-np.inf, html=False)
+    assert result.matched_reference_rows == reference_rows
+    expected = [c for c in report_drifted(reference, current) if c in IMAGE_SHIFT_COLUMNS]
+    assert 0 < len(result.drifted_columns) < len(IMAGE_SHIFT_COLUMNS)
+    assert sorted(result.drifted_columns) == expected
+
+
 def test_columns_constant_in_both_batches_are_quiet_and_not_drift() -> None:
     # Every image the same size: width, height and aspect ratio never vary.
     rng = np.random.default_rng(1)
@@ -65,7 +103,7 @@ def test_columns_constant_in_both_batches_are_quiet_and_not_drift() -> None:
         frame[["width", "height", "aspect_ratio"]] = (224.0, 224.0, 1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        result = check_drift(reference, current, DriftConfig(), threshold=0.0)
+        result = check_drift(reference, current, DriftConfig(), threshold=0.0, html=False)
     assert result.status == NO_DRIFT
     assert not {"width", "height", "aspect_ratio"} & set(result.drifted_columns)
 
@@ -84,14 +122,13 @@ def xrays(rng: np.random.Generator, rows: int, normal_share: float) -> pd.DataFr
     return frame
 
 
-@pytest.mark.slow
 def test_a_new_class_mix_alone_is_a_prevalence_alert_not_image_drift() -> None:
     rng = np.random.default_rng(3)
     reference = xrays(rng, 600, normal_share=0.33)
     # Fewer children with pneumonia (60 % NORMAL instead of 33 %): against the unmatched
     # reference five class-dependent columns drift and the old rule retrained.
     quieter_season = xrays(rng, 150, normal_share=0.6)
-    result = check_drift(reference, quieter_season, DriftConfig(), threshold=0.5)
+    result = check_drift(reference, quieter_season, DriftConfig(), threshold=0.5, html=False)
     assert result.status == PREVALENCE and not result.image_shift
     assert result.prevalence.shifted and result.prevalence.current_rate < 0.5
     assert result.matched_reference_rows < len(reference)
@@ -99,13 +136,12 @@ def test_a_new_class_mix_alone_is_a_prevalence_alert_not_image_drift() -> None:
     assert summary["prevalence"]["shifted"] and summary["image_shift"] is False
 
 
-@pytest.mark.slow
 def test_washed_out_films_at_the_same_mix_are_image_drift() -> None:
     rng = np.random.default_rng(4)
     reference = xrays(rng, 600, normal_share=0.33)
     washed_out = xrays(rng, 150, normal_share=0.33)
     for column in ("std", "p05", "p50", "p95", "contrast", "mean", "embedding_2", "embedding_3"):
         washed_out[column] = washed_out[column] * 0.3 + 2
-    result = check_drift(reference, washed_out, DriftConfig(), threshold=0.5)
+    result = check_drift(reference, washed_out, DriftConfig(), threshold=0.5, html=False)
     assert result.status == DRIFT and not result.prevalence.shifted
     assert {"contrast", "p05", "p95"} <= set(result.drifted_columns)

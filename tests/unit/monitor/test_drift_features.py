@@ -37,6 +37,16 @@ def test_film_handling_shifts_scale_with_strength() -> None:
         assert shifted["mean"] != pytest.approx(base["mean"], abs=0.5)
 
 
+def test_polarity_tells_every_sample_film_from_its_inverted_copy() -> None:
+    # Every real film of the bundled sample (826, all splits), as published and inverted.
+    films = sorted(SAMPLE.rglob("*.jpeg"))
+    assert len(films) > 800
+    for path in films:
+        data = path.read_bytes()
+        assert image_features(data)["polarity"] > 0, path.name
+        assert image_features(shift_image(data, "inverted"))["polarity"] < 0, path.name
+
+
 def test_projection_round_trips_through_json() -> None:
     embeddings = np.random.default_rng(0).normal(size=(40, 16))
     projection = fit_projection(embeddings)

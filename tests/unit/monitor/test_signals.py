@@ -32,12 +32,13 @@ def test_the_reference_is_resampled_to_the_batch_mix_without_repeats() -> None:
     assert match_class_mix(reference, all_positive, threshold=0.5) is reference
 
 
-def test_small_oversized_and_blank_films_are_flagged() -> None:
+def test_small_oversized_blank_and_inverted_films_are_flagged() -> None:
     batch = pd.DataFrame(
         {
-            "width": [1024, 40, 9000, 1024] + [1024] * 16,
-            "height": [1024, 1024, 1024, 1024] + [1024] * 16,
-            "std": [50, 50, 50, 0.5] + [50] * 16,
+            "width": [1024, 40, 9000, 1024, 1024] + [1024] * 15,
+            "height": [1024] * 20,
+            "std": [50, 50, 50, 0.5, 50] + [50] * 15,
+            "polarity": [60, 60, 60, 60, -70] + [60] * 15,
         }
     )
     check = check_quality(batch, min_side=64, max_side=8192, blank_std=2, max_share=0.05)
@@ -45,7 +46,26 @@ def test_small_oversized_and_blank_films_are_flagged() -> None:
         "smaller than 64 px": 1,
         "larger than 8192 px": 1,
         "blank (pixel std < 2)": 1,
+        "inverted (border brighter than the centre)": 1,
     }
-    assert check.alert  # 3 of 20 is above 5 %
-    fine = check_quality(batch.iloc[[0, 4, 5]], 64, 8192, 2, 0.05)
+    assert check.alert  # 4 of 20 is above 5 %
+    fine = check_quality(batch.iloc[[0, 5, 6]], 64, 8192, 2, 0.05)
     assert fine.flagged == {} and not fine.alert
+
+
+def test_rows_logged_before_polarity_existed_are_not_called_inverted() -> None:
+    batch = pd.DataFrame({"width": [1024] * 5, "height": [1024] * 5, "std": [50] * 5})
+    assert check_quality(batch, 64, 8192, 2, 0.05).flagged == {}
+
+
+def test_refused_films_count_by_bit_depth_and_towards_the_alert() -> None:
+    scored = pd.DataFrame({"width": [1024] * 18, "height": [1024] * 18, "std": [50] * 18})
+    refused = pd.DataFrame({"bit_depth": [16.0, float("nan")]})
+    check = check_quality(scored, 64, 8192, 2, 0.05, rejected=refused)
+    assert check.flagged == {
+        "refused: 16-bit, not 8-bit": 1,
+        "refused: unreadable, empty, too large, or an unsupported type or mode": 1,
+    }
+    assert check.rows == 20 and check.alert  # 2 of 20
+    alone = check_quality(scored.iloc[:0], 64, 8192, 2, 0.05, rejected=refused)
+    assert alone.alert and alone.rows == 2
