@@ -8,6 +8,7 @@ imported inside the commands that need them, after the runtime environment is se
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -382,6 +383,9 @@ def ui(ctx: typer.Context) -> None:
                 code=2,
             )
     servers = ui_servers(settings.tracking_uri(), os.environ["PREFECT_HOME"])
+    # A shell starts background jobs with SIGINT ignored and Python then keeps it ignored: an
+    # interrupt must still stop both servers, however this process was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     typer.echo("starting the MLflow and Prefect UIs (loopback only)...")
     with reported(RuntimeError), running_servers(servers, settings.home / "logs") as processes:
         for server in servers:
