@@ -1,13 +1,15 @@
-"""Local files a reader may open while they are written: write aside, then rename.
+"""Local files: written aside then renamed, and read only when they are what they seem.
 
 A process killed mid-write leaves a `.tmp-*` file next to the target, never a cut-off target, so
-caches and reports are either whole or absent.
+caches and reports are either whole or absent. Input folders are read without following links:
+a `x.jpeg -> /etc/shadow` placed in a dataset must not end up in the store.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,3 +58,67 @@ def cached_file(target: Path, sha256: str | None, fetch: Callable[[], bytes]) ->
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise ValueError(f"{target.name}: fetched bytes do not match sha256 {sha256[:12]}…")
     return write_atomic(target, data)
+
+
+class NotRegularFileError(OSError):
+    """A path that is a link, a folder or a special file: never read as data."""
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of `path` if it is a regular file; links are not followed.
+
+    Opened with O_NOFOLLOW and checked on the open descriptor, so a file swapped for a link
+    after it was listed is refused too; O_NONBLOCK keeps a FIFO from blocking the open.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if path.is_symlink():
+            raise NotRegularFileError("symbolic link, not followed") from exc
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(f"not a regular file ({kind_of(mode)})")
+        return handle.read()
+
+
+def kind_of(mode: int) -> str:
+    kinds = {
+        stat.S_ISLNK: "symbolic link", stat.S_ISDIR: "folder", stat.S_ISFIFO: "named pipe",
+        stat.S_ISSOCK: "socket", stat.S_ISCHR: "character device", stat.S_ISBLK: "block device",
+    }  # fmt: skip
+    return next((name for test, name in kinds.items() if test(mode)), "special file")
+
+
+def unread_reason(path: Path) -> str | None:
+    """Why a listed entry will not be read (a link, a special file), or None for a regular file."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        return "symbolic link, not followed"
+    return None if stat.S_ISREG(mode) else f"not a regular file ({kind_of(mode)})"
+
+
+def regular_files(folder: Path) -> Iterator[tuple[Path, str | None]]:
+    """Every non-hidden entry under `folder`, in a stable order, with why it will not be read.
+
+    Links (to files or folders) and special files come with a reason instead of being followed.
+    """
+    for current, folders, names in os.walk(folder, followlinks=False):
+        folders[:] = sorted(f for f in folders if not f.startswith("."))
+        base = Path(current)
+        linked = [f for f in folders if (base / f).is_symlink()]
+        for name in sorted([*linked, *(n for n in names if not n.startswith("."))]):
+            yield base / name, unread_reason(base / name)
+
+
+def read_listed(path: Path, unread: str | None) -> tuple[bytes | None, str | None]:
+    """(bytes, None) for an entry of `regular_files` that can be read, else (None, why not)."""
+    if unread is not None:
+        return None, unread
+    try:
+        return read_regular(path), None
+    except NotRegularFileError as exc:
+        return None, str(exc)
+    except OSError as exc:
+        return None, f"unreadable: {exc.strerror or exc}"

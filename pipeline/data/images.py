@@ -14,6 +14,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 ACCEPTED_MODES = frozenset({"L", "RGB"})
+# Formats are told by their first bytes, never by the file name: a JPEG called `blob` or
+# `film.jfif` is a JPEG, and a DICOM file called `film.png` is not a PNG.
+MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
+SUFFIX = {"jpeg": ".jpeg", "png": ".png"}
 BIT_DEPTH = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "LA": 8, "CMYK": 8, "YCbCr": 8}
 # Statistics are taken on a reduced decode: exact enough for data checks and drift, and several
 # times faster than a full decode of a 3000 px JPEG.
@@ -26,6 +30,7 @@ class ImageInfo:
 
     decodable: bool
     issue: str | None = None
+    format: str | None = None  # "jpeg" or "png", from the content
     width: int | None = None
     height: int | None = None
     mode: str | None = None
@@ -41,10 +46,26 @@ def bit_depth_of(mode: str) -> int:
     return BIT_DEPTH.get(mode, 32)
 
 
+def sniff_format(data: bytes) -> str | None:
+    """'jpeg' or 'png' from the content's first bytes; None for anything else."""
+    return next((name for magic, name in MAGIC.items() if data.startswith(magic)), None)
+
+
+def not_an_image(data: bytes) -> str:
+    """Why content that is neither JPEG nor PNG is refused, naming DICOM, the likely mistake."""
+    if data[128:132] == b"DICM":
+        return "a DICOM file, not a JPEG or PNG image: export the film as an 8-bit JPEG or PNG"
+    return "not a JPEG or PNG image"
+
+
 def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
-    """Describe `data`; sets `issue` for empty, undecodable, oversized or unexpected-mode files."""
+    """Describe `data`; sets `issue` for empty, non-JPEG/PNG, undecodable, oversized or
+    unexpected-mode content (judged on the bytes, whatever the file is called)."""
     if not data:
         return ImageInfo(decodable=False, issue="empty file (0 bytes)")
+    image_format = sniff_format(data)
+    if image_format is None:
+        return ImageInfo(decodable=False, issue=not_an_image(data))
     try:
         with warnings.catch_warnings():
             # PIL warns (and past 2x its own limit raises) on huge images; we apply our own limit.
@@ -59,6 +80,7 @@ def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
     except (OSError, ValueError, SyntaxError) as exc:
         return ImageInfo(decodable=False, issue=f"not a decodable image: {exc}")
     header = {
+        "format": image_format,
         "width": width,
         "height": height,
         "mode": mode,

@@ -1,7 +1,9 @@
 """Ingest a Kaggle-layout folder of chest X-rays into the object store and describe every file.
 
 Layout: `ROOT/{train,val,test}/{NORMAL,PNEUMONIA}/*` (or `ROOT/chest_xray/...`). Files are read
-one at a time by a small thread pool, so memory stays flat whatever the dataset size.
+one at a time by a small thread pool, so memory stays flat whatever the dataset size. Only
+regular files inside the root are read: links and special files, and files that cannot be read,
+get a manifest row with the reason (quarantined, nothing stored) and the ingest goes on.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.adapters.storage import ObjectStore, put_content_addressed, sha256_hex
-from pipeline.data.images import inspect_image
+from pipeline.data.images import SUFFIX, inspect_image
+from pipeline.files import read_listed, regular_files
 from pipeline.progress import Progress, silent
 from pipeline.settings import IngestConfig
 
 LABELS = ("NORMAL", "PNEUMONIA")
 SPLITS = ("train", "val", "test")
-IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
 RAW_PREFIX = "raw"
 
 # Kermany file names: person1_bacteria_1.jpeg, IM-0115-0001.jpeg, NORMAL2-IM-0588-0001.jpeg.
@@ -48,6 +50,7 @@ class SourceFile:
     relative: str
     label: str
     source_split: str
+    unread: str | None = None  # why the file will not be read (a link, a special file)
 
 
 def parse_patient_id(file_name: str) -> str:
@@ -95,6 +98,11 @@ def discover_files(root: Path) -> list[SourceFile]:
         if not split_dir.is_dir():
             continue
         for label_dir in sorted(p for p in split_dir.iterdir() if not p.name.startswith(".")):
+            if label_dir.is_symlink() or split_dir.is_symlink():
+                raise IngestError(
+                    f"{label_dir if label_dir.is_symlink() else split_dir} is a symbolic link: "
+                    "ingest reads only folders and files inside the input folder"
+                )
             if not label_dir.is_dir():
                 continue
             if label_dir.name not in LABELS:
@@ -108,29 +116,31 @@ def discover_files(root: Path) -> list[SourceFile]:
 
 
 def _files_in(label_dir: Path, root: Path, label: str, split: str) -> Iterable[SourceFile]:
-    for path in sorted(label_dir.rglob("*")):
-        if path.is_file() and not path.name.startswith("."):
-            yield SourceFile(path, path.relative_to(root).as_posix(), label, split)
+    for path, unread in regular_files(label_dir):
+        yield SourceFile(path, path.relative_to(root).as_posix(), label, split, unread)
 
 
 def describe_and_store(source: SourceFile, store: ObjectStore, cfg: IngestConfig) -> dict:
     """Hash, inspect and store one file; returns its manifest row plus whether it was new."""
-    data = source.path.read_bytes()
-    suffix = source.path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        info = asdict(inspect_image(data, cfg.max_pixels))
-    else:
-        info = {"decodable": False, "issue": f"unsupported file extension {suffix or '(none)'!r}"}
-    # Bad files are stored too: the quarantine report points at the exact bytes received.
-    key, is_new = put_content_addressed(store, data, RAW_PREFIX, suffix)
     name = source.path.name
-    return {
+    row = {
         "path": source.relative,
-        "key": key,
         "label": source.label,
         "source_split": source.source_split,
         "patient_id": parse_patient_id(name),
         "subtype": parse_subtype(name, source.label),
+    }
+    data, unread = read_listed(source.path, source.unread)
+    if data is None:  # nothing read, so nothing stored: the row says why
+        return {**row, "bytes": 0, "decodable": False, "issue": unread, "quarantined": True,
+                "_new": False}  # fmt: skip
+    info = asdict(inspect_image(data, cfg.max_pixels))
+    # Bad files are stored too: the quarantine report points at the exact bytes received.
+    suffix = SUFFIX.get(info.pop("format"), source.path.suffix.lower())
+    key, is_new = put_content_addressed(store, data, RAW_PREFIX, suffix)
+    return {
+        **row,
+        "key": key,
         "sha256": sha256_hex(data),
         "bytes": len(data),
         **info,

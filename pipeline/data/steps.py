@@ -27,6 +27,7 @@ from pipeline.data.manifest import (
 )
 from pipeline.data.split import assign_splits, labeled_left_out, merge_labeled
 from pipeline.data.validation import ValidationReport, validate_manifest
+from pipeline.files import read_listed
 from pipeline.progress import Progress, silent
 from pipeline.settings import Settings
 
@@ -123,12 +124,16 @@ def count_new_labeled(path: Path, store: ObjectStore) -> int:
     val/test). Read-only: a drift check decides on it without ingesting anything."""
     if not path.is_dir() or not any(p.is_file() for p in path.rglob("*")):
         return 0  # no inbox yet, or an empty one: the normal state between labelling rounds
-    sources = discover_files(resolve_dataset_root(path))
+    readable = [
+        (source, data)
+        for source in discover_files(resolve_dataset_root(path))
+        if (data := read_listed(source.path, source.unread)[0]) is not None  # links never join
+    ]
     labeled = pd.DataFrame(
         {
-            "path": [str(s.path) for s in sources],
-            "patient_id": [parse_patient_id(s.path.name) for s in sources],
-            "sha256": [sha256_hex(s.path.read_bytes()) for s in sources],
+            "path": [str(s.path) for s, _ in readable],
+            "patient_id": [parse_patient_id(s.path.name) for s, _ in readable],
+            "sha256": [sha256_hex(data) for _, data in readable],
         }
     )
     _, manifest = load_manifest(store)

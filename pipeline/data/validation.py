@@ -28,6 +28,8 @@ REQUIRED_COLUMNS = (
     "sha256",
     "bytes",
 )
+# Set only for files that were read (and stored).
+READ_ONLY_COLUMNS = ("key", "sha256")
 USABLE = "quarantined == False"
 MAX_EXAMPLES = 5
 
@@ -100,6 +102,14 @@ def build_expectations(cfg: ValidationConfig) -> list:
         *(
             gxe.ExpectColumnValuesToNotBeNull(column=c, description=f"{c} is never empty")
             for c in REQUIRED_COLUMNS
+            if c not in READ_ONLY_COLUMNS
+        ),
+        *(
+            # A link or an unreadable file is recorded with its reason, but has no bytes.
+            gxe.ExpectColumnValuesToNotBeNull(
+                column=c, description=f"{c} is never empty for a usable file", **usable
+            )
+            for c in READ_ONLY_COLUMNS
         ),
         gxe.ExpectColumnValuesToBeInSet(
             column="label", value_set=list(LABELS), description=f"label in {LABELS}"

@@ -6,6 +6,7 @@ drift features the monitoring compares with the champion's reference profile.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,27 +14,39 @@ import pandas as pd
 
 from pipeline.adapters.storage import ObjectStore, sha256_hex
 from pipeline.data.images import inspect_image
-from pipeline.data.ingest import IMAGE_SUFFIXES
+from pipeline.files import read_listed, regular_files
 from pipeline.monitor.champion import Champion
 from pipeline.monitor.drift_features import feature_table
 from pipeline.monitor.probe import probe_images
 from pipeline.progress import Progress, silent
 
+Items = list[tuple[str, bytes]]
+Unread = list[tuple[str, str]]
 
-def read_images(source: str, store: ObjectStore) -> list[tuple[str, bytes]]:
-    """(name, bytes) for every image file under a local folder, else under a store prefix."""
+
+def read_images(source: str, store: ObjectStore) -> tuple[Items, Unread]:
+    """(name, bytes) for every file under a local folder, else under a store prefix; and
+    (name, reason) for the folder's entries not read (links, special files, unreadable)."""
     folder = Path(source)
     if folder.is_dir():
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-        return [(p.relative_to(folder).as_posix(), p.read_bytes()) for p in files]
-    if folder.exists():
-        return [(folder.name, folder.read_bytes())]
+        items: Items = []
+        unread: Unread = []
+        for path, listed in regular_files(folder):
+            name = path.relative_to(folder).as_posix()
+            data, reason = read_listed(path, listed)
+            if data is None:
+                unread.append((name, reason or "not read"))
+            else:
+                items.append((name, data))
+        return items, unread
+    if folder.exists():  # a file named on purpose is read as named
+        return [(folder.name, folder.read_bytes())], []
     keys = store.list(source)
     if not keys:
         raise FileNotFoundError(
             f"{source!r} is neither a folder nor a non-empty object-store prefix"
         )
-    return [(key, store.get(key)) for key in keys]
+    return [(key, store.get(key)) for key in keys], []
 
 
 def predict_batch(
@@ -42,18 +55,18 @@ def predict_batch(
     max_pixels: int,
     now: datetime | None = None,
     progress: Progress = silent,
+    unread: Sequence[tuple[str, str]] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(predictions with drift features, rejected images with the reason) for a batch.
 
-    Both carry the model and time, so each can be logged (see `inference_log`).
+    Images are told by their content, whatever they are called. `unread`: entries of the
+    source that were never read, rejected with their reason. Both tables carry the model and
+    time, so each can be logged (see `inference_log`).
     """
     now = now or datetime.now(UTC)
-    good, rejected = [], []
+    rejected = [rejection(name, reason, None, champion, now) for name, reason in unread]
+    good = []
     for name, data in items:
-        if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
-            issue = f"unsupported file extension {Path(name).suffix.lower()!r}"
-            rejected.append(rejection(name, issue, None, champion, now))
-            continue
         info = inspect_image(data, max_pixels)
         if info.issue:
             rejected.append(rejection(name, info.issue, info.bit_depth, champion, now))

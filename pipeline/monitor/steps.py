@@ -61,10 +61,10 @@ def predict_source(
     The scored rows go to the inference log and to a CSV (`out`, default under the reports);
     the refused ones to the rejected log.
     """
-    items = read_images(source, store)  # first: a wrong path is named before any champion
+    items, unread = read_images(source, store)  # first: a wrong path is named before any champion
     champion = load_champion(registry, champion_cache(settings))
     predictions, rejected = predict_batch(
-        champion, items, settings.ingest.max_pixels, progress=progress
+        champion, items, settings.ingest.max_pixels, progress=progress, unread=unread
     )
     log_key = append_inference_log(store, predictions)
     append_inference_log(store, rejected, prefix=REJECTED_PREFIX)

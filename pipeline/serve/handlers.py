@@ -13,13 +13,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline.adapters.registry import CHAMPION
-from pipeline.data.images import inspect_image
+from pipeline.data.images import inspect_image, not_an_image, sniff_format
 from pipeline.monitor.batch import predict_batch, rejection
 from pipeline.monitor.champion import Champion
 from pipeline.train.gradcam import gradcam, overlay
 from pipeline.train.inputs import input_spec, prepare_image
-
-PNG_OR_JPEG = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 
 
 class BadImageError(ValueError):
@@ -45,8 +43,8 @@ def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int) -> Non
         )
     if not data:
         raise BadImageError(name, "empty file (0 bytes)")
-    if not data.startswith(PNG_OR_JPEG):
-        raise BadImageError(name, "not a JPEG or PNG image", 415)
+    if sniff_format(data) is None:
+        raise BadImageError(name, not_an_image(data), 415)
     info = inspect_image(data, max_pixels)
     if info.issue is not None:
         raise BadImageError(name, info.issue, bit_depth=info.bit_depth)

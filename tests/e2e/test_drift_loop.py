@@ -45,9 +45,8 @@ def loop(trained: Trained, registry):
             count = simulate_batch(trained.data / "test", batch, kind) + simulate_batch(
                 trained.data / "val", batch / "val", kind
             )
-            predictions, _ = predict_batch(
-                champion, read_images(str(batch), store), settings.ingest.max_pixels
-            )
+            items, _ = read_images(str(batch), store)
+            predictions, _ = predict_batch(champion, items, settings.ingest.max_pixels)
             append_inference_log(store, predictions)
             results[kind] = drift_check(trigger=trigger, last_n=count)
         results["waiting"] = results.pop("contrast")

@@ -107,6 +107,7 @@ def bad_uploads() -> dict[str, tuple[bytes, int, str]]:
         "truncated": (good[: len(good) // 3], 422, "truncated or corrupt image data"),
         "bomb": (bomb.getvalue(), 422, "decompression bomb"),
         "sixteen-bit": (sixteen.getvalue(), 422, "unsupported mode 'I;16'"),
+        "dicom": (b"\0" * 128 + b"DICM" + b"\0" * 64, 415, "a DICOM file, not a JPEG or PNG"),
         "too-large": (good + b"\0" * 3_000_000, 413, "over the 3000000-byte limit"),
     }
 
@@ -119,6 +120,15 @@ def test_bad_input_gets_a_4xx_naming_the_problem(client, kind: str, route: str) 
     assert response.status_code == status
     assert says in response.json()["error"] and response.json()["image"] == f"{kind}.jpeg"
     assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("name", ["blob", "film.jfif", "film.dcm", None])
+def test_an_image_is_told_by_its_content_not_its_name(client, name: str | None) -> None:
+    data = IMAGES[0].read_bytes()
+    files = {"file": (name, data, "image/jpeg")} if name else {"file": ("", data, "image/jpeg")}
+    response = client.post("/predict", files=files)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == 1
 
 
 def test_missing_file_field_is_a_4xx(client) -> None:

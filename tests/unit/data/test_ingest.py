@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -62,5 +63,68 @@ def test_non_image_file_is_recorded_not_dropped(
     write(tmp_path / "train" / "NORMAL" / ".DS_Store", b"finder junk")
     manifest = ingest_folder(tmp_path, store, settings.ingest).manifest.set_index("path")
     assert len(manifest) == 2
-    assert manifest.loc["train/NORMAL/notes.txt", "issue"] == "unsupported file extension '.txt'"
+    assert manifest.loc["train/NORMAL/notes.txt", "issue"] == "not a JPEG or PNG image"
     assert manifest.loc["train/NORMAL/notes.txt", "quarantined"]
+
+
+def test_images_are_told_by_content_not_by_name(
+    tmp_path: Path, store: LocalStore, settings: Settings
+) -> None:
+    make_dataset(tmp_path, {"train": {"IM-0001": 1}})
+    normal = tmp_path / "train" / "NORMAL"
+    write(normal / "IM-0002-0001.jfif", image_bytes(seed=2))
+    write(normal / "IM-0003-0001", image_bytes(seed=3, fmt="PNG"))
+    dicom = b"\0" * 128 + b"DICM" + b"\0" * 64
+    write(normal / "IM-0004-0001.png", dicom)
+    manifest = ingest_folder(tmp_path, store, settings.ingest).manifest.set_index("path")
+    for name, suffix in (("IM-0002-0001.jfif", ".jpeg"), ("IM-0003-0001", ".png")):
+        row = manifest.loc[f"train/NORMAL/{name}"]
+        assert not row.quarantined and row.key.endswith(suffix), name
+    assert manifest.loc["train/NORMAL/IM-0004-0001.png", "issue"].startswith("a DICOM file")
+
+
+def test_links_and_special_files_are_recorded_never_followed(
+    tmp_path: Path, store: LocalStore, settings: Settings
+) -> None:
+    secret = tmp_path / "outside" / "shadow"
+    write(secret, image_bytes(seed=9))  # readable and a valid image: only the link keeps it out
+    data = tmp_path / "data"
+    make_dataset(data, {"train": {"IM-0001": 1}})
+    normal = data / "train" / "NORMAL"
+    (normal / "x.jpeg").symlink_to(secret)
+    (normal / "linked-folder").symlink_to(secret.parent, target_is_directory=True)
+    os.mkfifo(normal / "pipe.jpeg")
+    result = ingest_folder(data, store, settings.ingest)
+    manifest = result.manifest.set_index("path")
+    issues = manifest["issue"].dropna().to_dict()
+    assert issues == {
+        "train/NORMAL/linked-folder": "symbolic link, not followed",
+        "train/NORMAL/pipe.jpeg": "not a regular file (named pipe)",
+        "train/NORMAL/x.jpeg": "symbolic link, not followed",
+    }
+    assert manifest.loc[list(issues), "quarantined"].all()
+    assert manifest.loc[list(issues), "key"].isna().all()
+    stored = [store.get(key) for key in store.list("raw/")]
+    assert secret.read_bytes() not in stored and result.stored == 1
+
+
+def test_an_unreadable_file_is_quarantined_and_the_ingest_goes_on(
+    tmp_path: Path, store: LocalStore, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.files
+
+    make_dataset(tmp_path, {"train": {"IM-0001": 1}})
+    locked = write(tmp_path / "train" / "NORMAL" / "IM-0002-0001.jpeg", image_bytes(seed=2))
+    read = pipeline.files.read_regular
+
+    def refuse_locked(path: Path) -> bytes:
+        # chmod 000 does not stop root (CI runs as root): the OS's refusal, as it arrives.
+        if path == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read(path)
+
+    monkeypatch.setattr(pipeline.files, "read_regular", refuse_locked)
+    manifest = ingest_folder(tmp_path, store, settings.ingest).manifest.set_index("path")
+    row = manifest.loc["train/NORMAL/IM-0002-0001.jpeg"]
+    assert row.quarantined and row.issue == "unreadable: Permission denied"
+    assert len(manifest) == 2 and manifest["quarantined"].sum() == 1

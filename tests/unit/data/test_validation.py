@@ -37,3 +37,22 @@ def test_class_imbalance_is_a_warning_not_a_failure(manifest: pd.DataFrame) -> N
     report = validate_manifest(manifest, ValidationConfig(min_rows=5, max_pneumonia_share=0.3))
     assert report.success
     assert [w.description for w in report.warnings] == ["PNEUMONIA share per split within bounds"]
+
+
+def test_a_file_never_read_is_a_quarantine_warning_but_a_stored_one_must_have_its_key(
+    manifest: pd.DataFrame,
+) -> None:
+    # A link recorded by ingest: quarantined with its reason, no key or sha256 (nothing read).
+    link = manifest.iloc[[0]].assign(
+        path="train/NORMAL/x.jpeg", key=None, sha256=None, bytes=0, decodable=False,
+        issue="symbolic link, not followed", quarantined=True,
+    )  # fmt: skip
+    with_link = pd.concat([manifest, link], ignore_index=True)
+    report = validate_manifest(with_link, ValidationConfig(min_rows=5))
+    assert report.success, report.failures
+    assert "no quarantined files" in [w.description for w in report.warnings]
+    lost = manifest.copy()
+    lost.loc[lost.index[0], "key"] = None
+    assert "key is never empty for a usable file" in failed(
+        validate_manifest(lost, ValidationConfig(min_rows=5))
+    )

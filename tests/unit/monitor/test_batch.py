@@ -1,10 +1,13 @@
 """Batch inference with the champion: bad images skipped with reasons."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.monitor.batch import predict_batch
+from pipeline.adapters.storage import LocalStore
+from pipeline.monitor.batch import predict_batch, read_images
 from pipeline.monitor.champion import Champion
 from pipeline.monitor.drift_features import (
     FEATURE_COLUMNS,
@@ -12,7 +15,7 @@ from pipeline.monitor.drift_features import (
 )
 from pipeline.settings import TrainConfig
 from pipeline.train.models import build_cnn
-from tests.conftest import image_bytes
+from tests.conftest import image_bytes, write
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def test_batch_prediction_skips_bad_images_with_reasons(champion: Champion) -> N
     assert issues.pop("detector.png").startswith("unsupported mode 'I;16' (16-bit")
     assert issues == {
         "empty.jpeg": "empty file (0 bytes)",
-        "notes.txt": "unsupported file extension '.txt'",
+        "notes.txt": "not a JPEG or PNG image",
     }
     # Logged like predictions, so the drift check counts what the model never saw.
     depth = dict(zip(rejected["image"], rejected["bit_depth"], strict=True))
@@ -63,3 +66,19 @@ def test_progress_is_reported_per_image_for_scoring_and_drift_features(
     predictions, _ = predict_batch(champion, items, 10_000_000, progress=record)
     assert len(predictions) == 5
     assert seen == {"score": (5, 5), "drift features": (5, 5)}
+
+
+def test_a_folder_s_links_are_refused_and_images_named_anything_are_scored(
+    champion: Champion, tmp_path: Path
+) -> None:
+    secret = write(tmp_path / "outside" / "secret.jpeg", image_bytes(seed=9))
+    folder = tmp_path / "batch"
+    write(folder / "blob", image_bytes(seed=1))
+    write(folder / "film.jfif", image_bytes(seed=2))
+    (folder / "x.jpeg").symlink_to(secret)
+    items, unread = read_images(str(folder), LocalStore(tmp_path / "store"))
+    predictions, rejected = predict_batch(champion, items, 10_000_000, unread=unread)
+    assert sorted(predictions["image"]) == ["blob", "film.jfif"]
+    assert dict(zip(rejected["image"], rejected["issue"], strict=True)) == {
+        "x.jpeg": "symbolic link, not followed"
+    }
