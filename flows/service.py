@@ -16,7 +16,9 @@ from importlib.resources import files
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.adapters.backends import open_store
 from pipeline.adapters.registry import CHAMPION, Registry
@@ -134,11 +136,29 @@ async def explain(
     return Response(png, media_type="image/png", headers={"X-Model-Version": champion.version})
 
 
+def error_body(message: str, image: str | None = None) -> dict:
+    """The one shape of every error reply: what went wrong, and which image (if one)."""
+    return {"error": message, "image": image}
+
+
+async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(error_body(str(exc.detail)), exc.status_code, headers=exc.headers)
+
+
+async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+    )
+    return JSONResponse(error_body(f"invalid request: {problems}"), 422)
+
+
 async def bad_image(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BadImageError)
     state = get_state(request)
     state.writer.submit(exc.log_row(state.holder.current), REJECTED_PREFIX)
-    return JSONResponse({"error": exc.reason, "image": exc.name}, status_code=exc.status)
+    return JSONResponse(error_body(exc.reason, exc.name), status_code=exc.status)
 
 
 def champion_holder(registry: Registry, settings: Settings) -> ChampionHolder:
@@ -183,4 +203,6 @@ def create_app(settings: Settings, holder: ChampionHolder | None = None) -> Fast
     app.state.service = ServiceState(settings, holder, InferenceLogWriter(open_store(settings)))
     app.include_router(router)
     app.add_exception_handler(BadImageError, bad_image)
+    app.add_exception_handler(StarletteHTTPException, http_error)  # FastAPI's are a subclass
+    app.add_exception_handler(RequestValidationError, invalid_request)
     return app
