@@ -92,8 +92,12 @@ def kind_of(mode: int) -> str:
 
 
 def unread_reason(path: Path) -> str | None:
-    """Why a listed entry will not be read (a link, a special file), or None for a regular file."""
-    mode = os.lstat(path).st_mode
+    """Why a listed entry will not be read (a link, a special file, gone or unreadable), or None
+    for a regular file."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as exc:  # removed or made inaccessible since it was listed
+        return f"unreadable: {exc.strerror or exc}"
     if stat.S_ISLNK(mode):
         return "symbolic link, not followed"
     return None if stat.S_ISREG(mode) else f"not a regular file ({kind_of(mode)})"

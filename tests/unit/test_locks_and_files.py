@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.files import atomic_path, cached_file, write_atomic
+from pipeline.files import atomic_path, cached_file, read_listed, unread_reason, write_atomic
 from pipeline.locks import LockTimeoutError, exclusive_lock, lock_path
 from tests import processes
 from tests.conftest import REPO
@@ -62,3 +62,9 @@ def test_a_cut_off_cached_file_is_fetched_again(tmp_path: Path) -> None:
     assert cached_file(target, digest, lambda: data).read_bytes() == data
     with pytest.raises(ValueError, match="do not match sha256"):
         cached_file(tmp_path / "other.jpeg", digest, lambda: b"corrupt")
+
+
+def test_an_entry_gone_since_listing_is_a_reason_not_a_crash(tmp_path: Path) -> None:
+    gone = tmp_path / "gone.jpeg"
+    assert unread_reason(gone) == "unreadable: No such file or directory"
+    assert read_listed(gone, None) == (None, "unreadable: No such file or directory")
