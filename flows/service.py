@@ -128,7 +128,9 @@ async def explain(
     name, data = await read_checked(file, state.settings)
     champion = get_champion(state)
     async with state.model_lock:
-        png, heatmap = await asyncio.to_thread(explain_upload, champion, data)
+        png, heatmap = await asyncio.to_thread(
+            explain_upload, champion, data, state.settings.serve_explain_max_side
+        )
     if raw:
         return JSONResponse(
             {"image": name, "version": champion.version, "heatmap": heatmap.round(4).tolist()}

@@ -217,6 +217,9 @@ class Settings(BaseSettings):
     serve_poll_seconds: float = Field(30.0, gt=0, description="how often the alias is re-read")
     serve_max_upload_bytes: int = Field(20_000_000, ge=1)
     serve_max_batch: int = Field(32, ge=1)
+    serve_explain_max_side: int = Field(
+        1024, ge=64, description="longest side of a Grad-CAM overlay (larger uploads are shrunk)"
+    )
 
     @model_validator(mode="before")
     @classmethod

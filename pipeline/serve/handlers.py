@@ -73,19 +73,22 @@ def predict_uploads(
     return predictions, bodies
 
 
-def explain_upload(champion: Champion, data: bytes) -> tuple[bytes, np.ndarray]:
-    """Grad-CAM overlay as PNG at the upload's own size, and the heatmap at that size."""
+def explain_upload(champion: Champion, data: bytes, max_side: int) -> tuple[bytes, np.ndarray]:
+    """Grad-CAM overlay as PNG, at most `max_side` px on its longest side, and the heatmap at
+    the model's input resolution.
+
+    Both are bounded whatever the upload: a 40 Mpx film gives a 1,024 px overlay (decoded
+    reduced, for JPEG) and a 224 x 224 heatmap, not a 40 Mpx PNG and a 40-million-value JSON.
+    """
     from PIL import Image
 
     heatmap = gradcam(champion.model, prepare_image(data, input_spec(champion.model)))
-    original = Image.open(io.BytesIO(data)).convert("L")
-    resized = (
-        np.asarray(
-            Image.fromarray((heatmap * 255).astype(np.uint8)).resize(original.size, Image.BILINEAR)
-        )
-        / 255.0
-    )
-    blended = overlay(np.asarray(original, dtype=np.float32)[..., None], resized)
+    original = Image.open(io.BytesIO(data))
+    original.draft("L", (max_side, max_side))  # JPEG: decode at a reduced scale
+    original = original.convert("L")
+    original.thumbnail((max_side, max_side))
+    spread = Image.fromarray((heatmap * 255).astype(np.uint8)).resize(original.size, Image.BILINEAR)
+    blended = overlay(np.asarray(original, dtype=np.float32)[..., None], np.asarray(spread) / 255.0)
     buffer = io.BytesIO()
     Image.fromarray(blended).save(buffer, "PNG")
-    return buffer.getvalue(), resized
+    return buffer.getvalue(), heatmap

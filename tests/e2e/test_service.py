@@ -91,9 +91,21 @@ def test_explain_returns_an_overlay_of_the_input_size(client) -> None:
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(response.content)).size == Image.open(IMAGES[0]).size
     raw = client.post("/explain?raw=true", files=upload(IMAGES[0])).json()
-    width, height = Image.open(IMAGES[0]).size
     heatmap = np.asarray(raw["heatmap"])
-    assert heatmap.shape == (height, width) and heatmap.min() >= 0 and heatmap.max() <= 1
+    side = state(client).holder.current.model.input_shape[1]  # the model's input resolution
+    assert heatmap.shape == (side, side) and heatmap.min() >= 0 and heatmap.max() <= 1
+
+
+def test_explain_output_is_bounded_whatever_the_upload(client) -> None:
+    # A flat 6,000 x 4,500 px film (27 Mpx, under the pixel limit) in a small PNG.
+    big = io.BytesIO()
+    Image.new("L", (6000, 4500), 90).save(big, "PNG")
+    response = client.post("/explain", files={"file": ("big.png", big.getvalue())})
+    assert response.status_code == 200, response.text
+    assert Image.open(io.BytesIO(response.content)).size == (1024, 768)
+    raw = client.post("/explain?raw=true", files={"file": ("big.png", big.getvalue())})
+    side = state(client).holder.current.model.input_shape[1]
+    assert np.asarray(raw.json()["heatmap"]).shape == (side, side)
 
 
 def bad_uploads() -> dict[str, tuple[bytes, int, str]]:
