@@ -195,6 +195,46 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         thread.join(timeout=30)
 
 
+class RequestTooLargeError(HTTPException):
+    """A request body over the limit, found while it streams in (an HTTPException, so FastAPI's
+    body parsing passes it on instead of turning it into a 400)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, detail=f"request body over the {max_bytes}-byte limit")
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a request body over `max_bytes` before reading it (a declared
+    Content-Length) or as soon as the streamed bytes pass it (chunked uploads).
+
+    Without it Starlette spools a whole multipart body to disk before any route can look at it.
+    """
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            error = RequestTooLargeError(self.max_bytes)
+            await JSONResponse(error_body(error.detail), error.status_code)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise RequestTooLargeError(self.max_bytes)
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def create_app(settings: Settings, holder: ChampionHolder | None = None) -> FastAPI:
     holder = holder or champion_holder(Registry.from_settings(settings), settings)
     app = FastAPI(
@@ -207,4 +247,5 @@ def create_app(settings: Settings, holder: ChampionHolder | None = None) -> Fast
     app.add_exception_handler(BadImageError, bad_image)
     app.add_exception_handler(StarletteHTTPException, http_error)  # FastAPI's are a subclass
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_middleware(BodyLimit, max_bytes=settings.serve_max_request_bytes)
     return app

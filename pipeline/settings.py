@@ -217,6 +217,9 @@ class Settings(BaseSettings):
     serve_poll_seconds: float = Field(30.0, gt=0, description="how often the alias is re-read")
     serve_max_upload_bytes: int = Field(20_000_000, ge=1)
     serve_max_batch: int = Field(32, ge=1)
+    # The whole request body, checked while it streams in; a reverse proxy in front should
+    # refuse larger bodies itself (e.g. nginx `client_max_body_size 64m`).
+    serve_max_request_bytes: int = Field(64_000_000, ge=1)
     serve_explain_max_side: int = Field(
         1024, ge=64, description="longest side of a Grad-CAM overlay (larger uploads are shrunk)"
     )
