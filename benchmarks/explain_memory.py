@@ -42,7 +42,7 @@ def main() -> None:
     upload = buffer.getvalue()
     before = peak_rss_mb()
     started = time.perf_counter()
-    png, heatmap = explain_upload(champion, upload, args.side)
+    png, heatmap = explain_upload(champion, "flat.png", upload, args.side)
     seconds = time.perf_counter() - started
     raw = json.dumps({"heatmap": heatmap.round(4).tolist()})
     print(

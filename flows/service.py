@@ -129,7 +129,7 @@ async def explain(
     champion = get_champion(state)
     async with state.model_lock:
         png, heatmap = await asyncio.to_thread(
-            explain_upload, champion, data, state.settings.serve_explain_max_side
+            explain_upload, champion, name, data, state.settings.serve_explain_max_side
         )
     if raw:
         return JSONResponse(

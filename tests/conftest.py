@@ -116,6 +116,14 @@ def image_bytes(
     return buffer.getvalue()
 
 
+def bad_crc_png(seed: int = 0) -> bytes:
+    """A PNG whose image-data checksum is wrong: PIL reads it, TensorFlow's decoder refuses it."""
+    data = bytearray(image_bytes((96, 80), fmt="PNG", seed=seed))
+    start = data.index(b"IDAT")
+    data[start + 4 + int.from_bytes(data[start - 4 : start], "big")] ^= 0xFF  # first CRC byte
+    return bytes(data)
+
+
 def write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

@@ -72,8 +72,13 @@ def predict_batch(
             rejected.append(rejection(name, info.issue, info.bit_depth, champion, now))
         else:
             good.append((name, data))
+    probabilities, embeddings, undecodable = probe_images(
+        champion.probe, [data for _, data in good], progress=progress
+    )
+    for index, reason in undecodable.items():
+        rejected.append(rejection(good[index][0], reason, None, champion, now))
+    good = [item for index, item in enumerate(good) if index not in undecodable]
     images = [data for _, data in good]
-    probabilities, embeddings = probe_images(champion.probe, images, progress=progress)
     features = (
         feature_table(images, embeddings, probabilities, champion.projection, progress)
         if good

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from pipeline.progress import Progress, chunked, silent
-from pipeline.train.inputs import input_spec, prepare_image
+from pipeline.train.inputs import UndecodableImageError, input_spec, prepare_image
 
 EMBEDDING_LAYER = "pool"
 
@@ -18,19 +18,31 @@ def embedding_model(model: keras.Model) -> keras.Model:
 
 def probe_images(
     probe: keras.Model, images: list[bytes], batch_size: int = 32, progress: Progress = silent
-) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities [n], embeddings [n, d]) for encoded images, via the shared decode.
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """(probabilities, embeddings, undecodable) for encoded images, via the shared decode.
 
-    `probe` is `embedding_model(model)`, built once per model: building it per call would
-    re-trace the graph on every request.
+    Rows are the decodable images in order; `undecodable` maps the index of each image the
+    model's decoder refused (a PNG with a bad CRC passes PIL but not TensorFlow) to the reason,
+    so a caller rejects it instead of one bad file failing the batch. `probe` is
+    `embedding_model(model)`, built once per model: building it per call would re-trace the
+    graph on every request.
     """
     spec = input_spec(probe)
     probabilities, embeddings = [], []
-    for chunk in chunked(progress(images, len(images), "score"), batch_size):
-        batch = np.stack([prepare_image(data, spec) for data in chunk])
-        probability, embedding = probe.predict_on_batch(batch)
+    undecodable: dict[int, str] = {}
+    numbered = progress(enumerate(images), len(images), "score")
+    for chunk in chunked(numbered, batch_size):
+        decoded = []
+        for index, data in chunk:
+            try:
+                decoded.append(prepare_image(data, spec))
+            except UndecodableImageError as exc:
+                undecodable[index] = str(exc)
+        if not decoded:
+            continue
+        probability, embedding = probe.predict_on_batch(np.stack(decoded))
         probabilities.append(np.asarray(probability).ravel())
         embeddings.append(np.asarray(embedding))
     if not probabilities:
-        return np.zeros(0), np.zeros((0, 0))
-    return np.concatenate(probabilities), np.concatenate(embeddings)
+        return np.zeros(0), np.zeros((0, 0)), undecodable
+    return np.concatenate(probabilities), np.concatenate(embeddings), undecodable

@@ -80,7 +80,12 @@ def reference_profile(
 ) -> tuple[pd.DataFrame, Projection]:
     """Drift features of `paths` (held-out images), with the PCA fitted on their embeddings."""
     images = [Path(p).read_bytes() for p in paths]
-    probabilities, embeddings = probe_images(embedding_model(model), images, progress=progress)
+    probabilities, embeddings, undecodable = probe_images(
+        embedding_model(model), images, progress=progress
+    )
+    if undecodable:  # usable training images were decoded by the same decoder: cannot happen
+        names = ", ".join(paths[index] for index in undecodable)
+        raise ValueError(f"reference images the model cannot decode: {names}")
     projection = fit_projection(embeddings)
     return feature_table(images, embeddings, probabilities, projection, progress), projection
 

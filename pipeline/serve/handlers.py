@@ -17,7 +17,7 @@ from pipeline.data.images import inspect_image, not_an_image, sniff_format
 from pipeline.monitor.batch import predict_batch, rejection
 from pipeline.monitor.champion import Champion
 from pipeline.train.gradcam import gradcam, overlay
-from pipeline.train.inputs import input_spec, prepare_image
+from pipeline.train.inputs import UndecodableImageError, input_spec, prepare_image
 
 
 class BadImageError(ValueError):
@@ -55,7 +55,9 @@ def predict_uploads(
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Predictions with drift features (for the log) and the per-image response bodies."""
     start = time.perf_counter()
-    predictions, _ = predict_batch(champion, items, max_pixels)
+    predictions, rejected = predict_batch(champion, items, max_pixels)
+    for refused in rejected.itertuples():  # passed the upload check, refused by the decoder
+        raise BadImageError(refused.image, refused.issue)
     latency_ms = round(1000 * (time.perf_counter() - start), 1)
     bodies = [
         {
@@ -73,7 +75,9 @@ def predict_uploads(
     return predictions, bodies
 
 
-def explain_upload(champion: Champion, data: bytes, max_side: int) -> tuple[bytes, np.ndarray]:
+def explain_upload(
+    champion: Champion, name: str, data: bytes, max_side: int
+) -> tuple[bytes, np.ndarray]:
     """Grad-CAM overlay as PNG, at most `max_side` px on its longest side, and the heatmap at
     the model's input resolution.
 
@@ -82,7 +86,11 @@ def explain_upload(champion: Champion, data: bytes, max_side: int) -> tuple[byte
     """
     from PIL import Image
 
-    heatmap = gradcam(champion.model, prepare_image(data, input_spec(champion.model)))
+    try:
+        prepared = prepare_image(data, input_spec(champion.model))
+    except UndecodableImageError as exc:  # passed the upload check, refused by the decoder
+        raise BadImageError(name, str(exc)) from None
+    heatmap = gradcam(champion.model, prepared)
     original = Image.open(io.BytesIO(data))
     original.draft("L", (max_side, max_side))  # JPEG: decode at a reduced scale
     original = original.convert("L")

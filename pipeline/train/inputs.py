@@ -54,9 +54,19 @@ def decode_image(data: tf.Tensor, spec: InputSpec) -> tf.Tensor:
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
+class UndecodableImageError(ValueError):
+    """Bytes the model's decoder refuses, though they passed the upload check (PIL): a PNG with
+    a bad CRC, for one."""
+
+
 def prepare_image(data: bytes, spec: InputSpec) -> np.ndarray:
     """The model input for one encoded image, as batch inference and serving need it."""
-    return decode_image(tf.constant(data), spec).numpy()
+    try:
+        return decode_image(tf.constant(data), spec).numpy()
+    except tf.errors.InvalidArgumentError as exc:
+        # TensorFlow's own words without its op prefix: "Invalid PNG data, size 7828".
+        reason = str(exc).rsplit("}}", 1)[-1].strip() or type(exc).__name__
+        raise UndecodableImageError(f"not decodable by the model's decoder: {reason}") from None
 
 
 def local_files(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, bad_crc_png
 from tests.e2e.conftest import Trained, champion_of
 from tests.waiting import wait_until
 
@@ -120,6 +120,7 @@ def bad_uploads() -> dict[str, tuple[bytes, int, str]]:
         "bomb": (bomb.getvalue(), 422, "decompression bomb"),
         "sixteen-bit": (sixteen.getvalue(), 422, "unsupported mode 'I;16'"),
         "dicom": (b"\0" * 128 + b"DICM" + b"\0" * 64, 415, "a DICOM file, not a JPEG or PNG"),
+        "bad-crc": (bad_crc_png(), 422, "not decodable by the model's decoder: Invalid PNG"),
         "too-large": (good + b"\0" * 3_000_000, 413, "over the 3000000-byte limit"),
     }
 

@@ -12,10 +12,11 @@ from pipeline.monitor.champion import Champion
 from pipeline.monitor.drift_features import (
     FEATURE_COLUMNS,
     fit_projection,
+    image_features,
 )
 from pipeline.settings import TrainConfig
 from pipeline.train.models import build_cnn
-from tests.conftest import image_bytes, write
+from tests.conftest import bad_crc_png, image_bytes, write
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +83,21 @@ def test_a_folder_s_links_are_refused_and_images_named_anything_are_scored(
     assert dict(zip(rejected["image"], rejected["issue"], strict=True)) == {
         "x.jpeg": "symbolic link, not followed"
     }
+
+
+def test_an_image_the_model_cannot_decode_is_rejected_not_a_failed_batch(
+    champion: Champion,
+) -> None:
+    items = [("a.png", image_bytes(fmt="PNG", seed=1)), ("crc.png", bad_crc_png()),
+             ("b.jpeg", image_bytes(seed=2))]  # fmt: skip
+    predictions, rejected = predict_batch(champion, items, max_pixels=10_000_000)
+    assert list(predictions["image"]) == ["a.png", "b.jpeg"]
+    # The drift features still belong to the rows they sit on.
+    means = predictions.set_index("image")["mean"]
+    assert means["b.jpeg"] == pytest.approx(image_features(items[2][1])["mean"])
+    assert list(rejected["image"]) == ["crc.png"]
+    assert (
+        rejected["issue"]
+        .iloc[0]
+        .startswith("not decodable by the model's decoder: Invalid PNG data")
+    )
