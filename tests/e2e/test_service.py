@@ -135,11 +135,9 @@ def test_bad_input_gets_a_4xx_naming_the_problem(client, kind: str, route: str) 
     assert client.get("/health").status_code == 200
 
 
-@pytest.mark.parametrize("name", ["blob", "film.jfif", "film.dcm", None])
-def test_an_image_is_told_by_its_content_not_its_name(client, name: str | None) -> None:
-    data = IMAGES[0].read_bytes()
-    files = {"file": (name, data, "image/jpeg")} if name else {"file": ("", data, "image/jpeg")}
-    response = client.post("/predict", files=files)
+@pytest.mark.parametrize("name", ["blob", "film.jfif", "film.dcm"])
+def test_an_image_is_told_by_its_content_not_its_name(client, name: str) -> None:
+    response = client.post("/predict", files={"file": (name, IMAGES[0].read_bytes())})
     assert response.status_code == 200, response.text
     assert len(response.json()["predictions"]) == 1
 

@@ -64,3 +64,12 @@ def test_a_streamed_body_is_cut_off_once_it_passes_the_limit(client: TestClient)
         "/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"}
     )
     assert reply.status_code == 413 and "byte limit" in reply.json()["error"]
+
+
+def test_an_upload_without_a_file_name_is_named_as_the_problem(client: TestClient) -> None:
+    # An empty file name makes the part a plain form field, not a file: say so, briefly,
+    # without echoing the bytes back.
+    reply = client.post("/predict", files={"file": ("", b"\xff\xd8\xff" + bytes(5000))})
+    assert reply.status_code == 422
+    error = reply.json()["error"]
+    assert "body.file" in error and "upload" in error.lower() and len(error) < 300
