@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -27,7 +23,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from benchmarks.serve import SAMPLE, free_port, wait_ready
+from benchmarks.serve import SAMPLE, serving, wait_ready
 
 
 def bad_uploads(good: bytes) -> list[bytes]:
@@ -80,13 +76,7 @@ def main() -> None:
     parser.add_argument("--bad-share", type=float, default=0.2)
     args = parser.parse_args()
     images = [p.read_bytes() for p in sorted(SAMPLE.glob("test/*/*.jpeg"))]
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "pneumo"), "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    try:
+    with serving() as (base_url, server):
         with httpx.Client(base_url=base_url, timeout=120) as client:
             ready = wait_ready(client)
             client.post("/predict", files={"file": ("warm.jpeg", images[0])})  # tracing
@@ -103,9 +93,6 @@ def main() -> None:
         for thread in threads:
             thread.join()
         report(results, time.perf_counter() - start, server.pid)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":
