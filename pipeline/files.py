@@ -68,58 +68,51 @@ def read_regular(path: Path) -> bytes:
     """The bytes of `path` if it is a regular file; links are not followed.
 
     Opened with O_NOFOLLOW and checked on the open descriptor, so a file swapped for a link
-    after it was listed is refused too; O_NONBLOCK keeps a FIFO from blocking the open.
+    after it was listed is refused too; O_NONBLOCK keeps a FIFO from blocking the open. The
+    kind of a refused entry is looked up only when it is refused, never for regular files.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
-        if path.is_symlink():
-            raise NotRegularFileError("symbolic link, not followed") from exc
+        mode = os.lstat(path).st_mode  # a link (ELOOP), a socket (ENXIO), or a plain failure
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(not_regular(mode)) from exc
         raise
     with os.fdopen(fd, "rb") as handle:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise NotRegularFileError(f"not a regular file ({kind_of(mode)})")
+            raise NotRegularFileError(not_regular(mode))
         return handle.read()
 
 
-def kind_of(mode: int) -> str:
-    kinds = {
-        stat.S_ISLNK: "symbolic link", stat.S_ISDIR: "folder", stat.S_ISFIFO: "named pipe",
-        stat.S_ISSOCK: "socket", stat.S_ISCHR: "character device", stat.S_ISBLK: "block device",
-    }  # fmt: skip
-    return next((name for test, name in kinds.items() if test(mode)), "special file")
-
-
-def unread_reason(path: Path) -> str | None:
-    """Why a listed entry will not be read (a link, a special file, gone or unreadable), or None
-    for a regular file."""
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError as exc:  # removed or made inaccessible since it was listed
-        return f"unreadable: {exc.strerror or exc}"
+def not_regular(mode: int) -> str:
+    """Why an entry of this mode is never read as data."""
     if stat.S_ISLNK(mode):
         return "symbolic link, not followed"
-    return None if stat.S_ISREG(mode) else f"not a regular file ({kind_of(mode)})"
+    kinds = {
+        stat.S_ISDIR: "folder", stat.S_ISFIFO: "named pipe", stat.S_ISSOCK: "socket",
+        stat.S_ISCHR: "character device", stat.S_ISBLK: "block device",
+    }  # fmt: skip
+    kind = next((name for test, name in kinds.items() if test(mode)), "special file")
+    return f"not a regular file ({kind})"
 
 
-def regular_files(folder: Path) -> Iterator[tuple[Path, str | None]]:
-    """Every non-hidden entry under `folder`, in a stable order, with why it will not be read.
+def listed_entries(folder: Path) -> Iterator[Path]:
+    """Every non-hidden entry under `folder` to try with `read_listed`, in a stable order.
 
-    Links (to files or folders) and special files come with a reason instead of being followed.
+    Links to folders are listed, not walked into; `read_listed` says why they are not read.
     """
     for current, folders, names in os.walk(folder, followlinks=False):
         folders[:] = sorted(f for f in folders if not f.startswith("."))
         base = Path(current)
         linked = [f for f in folders if (base / f).is_symlink()]
         for name in sorted([*linked, *(n for n in names if not n.startswith("."))]):
-            yield base / name, unread_reason(base / name)
+            yield base / name
 
 
-def read_listed(path: Path, unread: str | None) -> tuple[bytes | None, str | None]:
-    """(bytes, None) for an entry of `regular_files` that can be read, else (None, why not)."""
-    if unread is not None:
-        return None, unread
+def read_listed(path: Path) -> tuple[bytes | None, str | None]:
+    """(bytes, None) for an entry of `listed_entries` that can be read, else (None, why not):
+    a link, a special file, or gone or unreadable since it was listed."""
     try:
         return read_regular(path), None
     except NotRegularFileError as exc:

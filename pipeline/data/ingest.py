@@ -18,7 +18,7 @@ import pandas as pd
 
 from pipeline.adapters.storage import ObjectStore, put_content_addressed, sha256_hex
 from pipeline.data.images import SUFFIX, inspect_image
-from pipeline.files import read_listed, regular_files
+from pipeline.files import listed_entries, read_listed
 from pipeline.progress import Progress, silent
 from pipeline.settings import IngestConfig
 
@@ -50,7 +50,6 @@ class SourceFile:
     relative: str
     label: str
     source_split: str
-    unread: str | None = None  # why the file will not be read (a link, a special file)
 
 
 def parse_patient_id(file_name: str) -> str:
@@ -116,8 +115,8 @@ def discover_files(root: Path) -> list[SourceFile]:
 
 
 def _files_in(label_dir: Path, root: Path, label: str, split: str) -> Iterable[SourceFile]:
-    for path, unread in regular_files(label_dir):
-        yield SourceFile(path, path.relative_to(root).as_posix(), label, split, unread)
+    for path in listed_entries(label_dir):
+        yield SourceFile(path, path.relative_to(root).as_posix(), label, split)
 
 
 def describe_and_store(source: SourceFile, store: ObjectStore, cfg: IngestConfig) -> dict:
@@ -130,7 +129,7 @@ def describe_and_store(source: SourceFile, store: ObjectStore, cfg: IngestConfig
         "patient_id": parse_patient_id(name),
         "subtype": parse_subtype(name, source.label),
     }
-    data, unread = read_listed(source.path, source.unread)
+    data, unread = read_listed(source.path)
     if data is None:  # nothing read, so nothing stored: the row says why
         return {**row, "bytes": 0, "decodable": False, "issue": unread, "quarantined": True,
                 "_new": False}  # fmt: skip

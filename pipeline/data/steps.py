@@ -127,7 +127,7 @@ def count_new_labeled(path: Path, store: ObjectStore) -> int:
     readable = [
         (source, data)
         for source in discover_files(resolve_dataset_root(path))
-        if (data := read_listed(source.path, source.unread)[0]) is not None  # links never join
+        if (data := read_listed(source.path)[0]) is not None  # links never join
     ]
     labeled = pd.DataFrame(
         {

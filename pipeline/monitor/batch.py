@@ -14,7 +14,7 @@ import pandas as pd
 
 from pipeline.adapters.storage import ObjectStore, sha256_hex
 from pipeline.data.images import inspect_image
-from pipeline.files import read_listed, regular_files
+from pipeline.files import listed_entries, read_listed
 from pipeline.monitor.champion import Champion
 from pipeline.monitor.drift_features import feature_table
 from pipeline.monitor.probe import probe_images
@@ -31,9 +31,9 @@ def read_images(source: str, store: ObjectStore) -> tuple[Items, Unread]:
     if folder.is_dir():
         items: Items = []
         unread: Unread = []
-        for path, listed in regular_files(folder):
+        for path in listed_entries(folder):
             name = path.relative_to(folder).as_posix()
-            data, reason = read_listed(path, listed)
+            data, reason = read_listed(path)
             if data is None:
                 unread.append((name, reason or "not read"))
             else:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.files import atomic_path, cached_file, read_listed, unread_reason, write_atomic
+from pipeline.files import atomic_path, cached_file, read_listed, write_atomic
 from pipeline.locks import LockTimeoutError, exclusive_lock, lock_path
 from tests import processes
 from tests.conftest import REPO
@@ -66,5 +66,4 @@ def test_a_cut_off_cached_file_is_fetched_again(tmp_path: Path) -> None:
 
 def test_an_entry_gone_since_listing_is_a_reason_not_a_crash(tmp_path: Path) -> None:
     gone = tmp_path / "gone.jpeg"
-    assert unread_reason(gone) == "unreadable: No such file or directory"
-    assert read_listed(gone, None) == (None, "unreadable: No such file or directory")
+    assert read_listed(gone) == (None, "unreadable: No such file or directory")
