@@ -14,6 +14,7 @@ import io
 import json
 import resource
 import time
+from contextlib import nullcontext
 
 import pandas as pd
 from PIL import Image
@@ -42,7 +43,7 @@ def main() -> None:
     upload = buffer.getvalue()
     before = peak_rss_mb()
     started = time.perf_counter()
-    png, heatmap = explain_upload(champion, "flat.png", upload, args.side)
+    png, heatmap = explain_upload(champion, "flat.png", upload, args.side, nullcontext())
     seconds = time.perf_counter() - started
     raw = json.dumps({"heatmap": heatmap.round(4).tolist()})
     print(

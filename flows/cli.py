@@ -21,7 +21,9 @@ import typer
 
 from flows import output, runtime
 from pipeline.monitor.simulate import DriftKind  # numpy and PIL only: cheap at --help time
-from pipeline.settings import Settings
+from pipeline.redact import redact, redact_logs, redact_streams
+from pipeline.settings import Settings, SettingsError
+from pipeline.settings import load_settings as read_settings
 
 app = typer.Typer(help="pneumo-ops: pneumonia detection in chest X-rays, from data to registry.")
 
@@ -39,16 +41,10 @@ class Cli:
 
 def load_settings() -> Settings:
     """Settings from the environment; a bad value is reported by its variable name."""
-    from pydantic import ValidationError
-
     try:
-        return Settings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"PNEUMO_{'__'.join(str(p) for p in e['loc']).upper()}={e.get('input')!r}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise output.fail(f"invalid setting: {problems}", code=2) from None
+        return read_settings()
+    except SettingsError as exc:
+        raise output.fail(str(exc), code=2) from None
 
 
 def configure_runtime(settings: Settings) -> None:
@@ -73,6 +69,8 @@ def configure_runtime(settings: Settings) -> None:
         # warnings and errors stay.
         "MLFLOW_LOGGING_LEVEL": "WARNING",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        # MLflow's "View run at <tracking URI>" lines: the CLI prints the URI itself, redacted.
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
@@ -123,6 +121,7 @@ def run() -> None:
 
     The full traceback goes to PNEUMO_HOME/logs/pneumo.log, and to the terminal with --verbose.
     """
+    redact_streams()  # before anything can print a secret
     try:
         app()
     except Exception as exc:
@@ -130,7 +129,7 @@ def run() -> None:
         log = runtime.write_traceback(exc, home, sys.argv[1:])
         if "--verbose" in sys.argv:
             raise
-        cause = str(exc).splitlines()[0] if str(exc) else ""
+        cause = redact(str(exc).splitlines()[0]) if str(exc) else ""
         typer.secho(f"error: {type(exc).__name__}: {cause}", fg="red", err=True)
         typer.echo(f"(full traceback in {log}; --verbose prints it)", err=True)
         raise SystemExit(1) from None
@@ -351,18 +350,64 @@ def demo_drift(
     drift_and_print(cli, True, count, None)
 
 
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
 @app.command()
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    allow_anonymous: Annotated[
+        bool,
+        typer.Option(help="Listen beyond loopback without API keys (behind a gateway only)."),
+    ] = False,
 ) -> None:
     """HTTP prediction service for pneumonia-resnet@champion (OpenAPI docs at /docs)."""
     import uvicorn
 
     from flows.service import create_app
 
-    uvicorn.run(create_app(settings_of(ctx)), host=host, port=port)
+    settings = settings_of(ctx)
+    if host not in LOOPBACK and settings.serve_api_keys_file is None and not allow_anonymous:
+        raise output.fail(
+            f"--host {host} listens beyond this machine: set PNEUMO_SERVE_API_KEYS_FILE "
+            "(`pneumo api-key new`), or pass --allow-anonymous behind a gateway that "
+            "authenticates",
+            code=2,
+        )
+    # A registry that does not answer is retried in the background (the service answers 503
+    # meanwhile): MLflow's own retries would hold each attempt for minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    with reported(ValueError, code=2):
+        application = create_app(settings)
+    config = uvicorn.Config(application, host=host, port=port)  # sets up uvicorn's handlers
+    redact_logs()
+    uvicorn.Server(config).run()
+
+
+@app.command("api-key")
+def api_key(
+    action: Annotated[Literal["new"], typer.Argument(help="new: make a key.")],
+    keys_file: Annotated[
+        Path | None, typer.Option("--file", help="Append its hash to this keys file.")
+    ] = None,
+) -> None:
+    """Make an API key for `pneumo serve`: the key is printed once; only its hash is kept."""
+    from pipeline.serve.auth import hash_key, new_key
+
+    key = new_key()
+    line = hash_key(key)
+    if keys_file is not None:
+        keys_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as handle:
+            handle.write(line + "\n")
+        typer.echo(f"added its hash to {keys_file} (set PNEUMO_SERVE_API_KEYS_FILE to it)")
+    else:
+        typer.echo(f"its hash, for the keys file: {line}")
+    typer.echo(f"the key (shown only now): {key}")
 
 
 @app.command()

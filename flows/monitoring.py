@@ -15,6 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
 from flows.output import signal_lines
+from flows.runtime import flow_settings
 from flows.tasks import (
     PreparedRun,
     drift_task,
@@ -28,18 +29,19 @@ from flows.tasks import (
 )
 from pipeline.monitor.champion import MONITORED_MODEL
 from pipeline.monitor.drift import DRIFT
-from pipeline.settings import Settings
+from pipeline.redact import redacting
 from pipeline.train.candidate import summarise
 
 DRIFT_EVENT = "pneumo.drift.detected"
 
 
 @flow(name="retrain-champion", log_prints=True)
+@redacting
 def retrain_champion(
     reason: str = "scheduled", drift_report: str = "", labeled_path: str | None = None
 ) -> dict:
     """Fine-tune the champion on train (+ new labels), gate it against the champion, register."""
-    settings = Settings()
+    settings = flow_settings()
     timings: dict[str, float] = {}
     # The inbox's new labels join every retrain, whatever started it (schedule, drift event);
     # an inbox with nothing new (empty, or all added before) is left alone.
@@ -76,6 +78,7 @@ def retrain_champion(
 
 
 @flow(name="drift-check", log_prints=True)
+@redacting
 def drift_check(
     trigger: Literal["direct", "event", "none"] = "direct",
     last_n: int | None = None,
@@ -83,7 +86,7 @@ def drift_check(
 ) -> dict:
     """Check drift; on drift retrain directly (`direct`), emit the drift event (`event`, for a
     server's automation) or only report (`none`). `last_n`/`days` override the window."""
-    settings = Settings()
+    settings = flow_settings()
     window = {k: v for k, v in (("last_n", last_n), ("days", days)) if v is not None}
     settings = settings.model_copy(update={"drift": settings.drift.model_copy(update=window)})
     check = drift_task(settings)

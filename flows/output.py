@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
+from pipeline.redact import redact
 from pipeline.settings import IMAGENET_WEIGHTS_FILE
 
 if TYPE_CHECKING:  # the monitoring steps load TensorFlow: not at `pneumo --help` time
@@ -31,7 +32,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     Exit codes: 1 for a failure at run time, 2 for a usage error (as click's own: a bad option,
     argument or setting).
     """
-    typer.secho(f"error: {message}", fg="red", err=True)
+    typer.secho(f"error: {redact(message)}", fg="red", err=True)
     return typer.Exit(code)
 
 
@@ -93,7 +94,7 @@ def print_training(summary: dict, settings: Settings) -> None:
     typer.echo(f"\nreports: {summary['report_dir']}")
     uri = settings.tracking_uri()
     if not uri.startswith("sqlite"):
-        typer.echo(f"runs and registry: {uri}")
+        typer.echo(f"runs and registry: {redact(uri)}")
     print_next_steps(summary["models"].get("resnet"))
 
 

@@ -20,6 +20,8 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from pipeline.adapters.registry import pid_alive
+from pipeline.redact import redact, redact_logs, redact_streams
+from pipeline.settings import Settings, load_settings
 
 PARENT_ENV = "PNEUMO_PARENT_PID"  # inherited by Prefect's temporary server: whose child it is
 HOST_TAG, PID_TAG = "pneumo-host:", "pneumo-pid:"
@@ -149,6 +151,7 @@ def route_logs(home: Path, verbose: bool) -> None:
         to_file = RotatingFileHandler(target, maxBytes=LOG_MAX_BYTES, backupCount=3)
         to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(to_file)
+    redact_logs()
     if verbose:
         return
     # Prefect's console handler sits on the root logger; its own loggers propagate to it.
@@ -162,14 +165,26 @@ def route_logs(home: Path, verbose: bool) -> None:
 
 
 def write_traceback(exc: BaseException, home: Path, argv: list[str]) -> Path:
-    """Append the full traceback of a failed command to the state directory's log."""
+    """Append the full traceback of a failed command, secrets masked, to the state directory's
+    log."""
     log = log_path(home)
     log.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     with log.open("a") as handle:
-        handle.write(f"\n{stamp} pneumo {' '.join(argv)}\n")
-        handle.write("".join(traceback.format_exception(exc)))
+        handle.write(redact(f"\n{stamp} pneumo {' '.join(argv)}\n"))
+        handle.write(redact("".join(traceback.format_exception(exc))))
     return log
+
+
+def flow_settings() -> Settings:
+    """The settings a flow runs with, read where it runs (the CLI's process or a worker's).
+
+    Log handlers mask secrets first, so neither a bad setting nor anything the flow logs later
+    reaches the Prefect API with a secret in it.
+    """
+    redact_logs()
+    redact_streams()
+    return load_settings()
 
 
 @contextmanager

@@ -3,6 +3,9 @@
 Routes map to pipeline.serve functions; this module holds no model logic. What the routes share
 (settings, the champion holder, the log writer, the model lock) is one `ServiceState` on the app,
 reached through FastAPI dependencies.
+
+Every request is bounded before a route runs, by ASGI middleware (outermost first): a time limit,
+the API key, the body size.
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.adapters.backends import open_store
 from pipeline.adapters.registry import CHAMPION, Registry
 from pipeline.monitor.champion import MONITORED_MODEL, Champion, load_champion
 from pipeline.monitor.inference_log import REJECTED_PREFIX
-from pipeline.serve.background import ChampionHolder, InferenceLogWriter
+from pipeline.serve.auth import key_matches, presented_key, read_key_hashes
+from pipeline.serve.background import ChampionHolder, InferenceLogWriter, LogSpool
 from pipeline.serve.handlers import BadImageError, check_upload, explain_upload, predict_uploads
 from pipeline.settings import Settings
 
@@ -35,7 +39,9 @@ class ServiceState:
     holder: ChampionHolder
     writer: InferenceLogWriter
     # One model call at a time: Keras models are not safe to call from many threads at once.
-    model_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # A threading lock, taken inside the worker thread around the model call only, so that a
+    # request that timed out still holds it until its model call really ends.
+    model_lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
 
 
@@ -75,10 +81,16 @@ async def reviewer_page() -> HTMLResponse:
 
 @router.get("/health")
 async def health(state: State) -> JSONResponse:
-    champion = state.holder.current
+    """Open to all (no key): 503 until a champion is loaded; the inference log's state beside.
+
+    A failing log does not make the service unready (predictions still answer, rows are
+    spooled), but it shows here and in /metrics.
+    """
+    champion, log = state.holder.current, state.writer.status()
     if champion is None:
         return JSONResponse(
-            {"status": "not ready", "error": state.holder.last_error}, status_code=503
+            {"status": "not ready", "error": state.holder.last_error, "inference_log": log},
+            status_code=503,
         )
     return JSONResponse(
         {
@@ -86,8 +98,31 @@ async def health(state: State) -> JSONResponse:
             "model": champion.name,
             "version": champion.version,
             "weights_source": champion.info.get("weights_source"),
+            "inference_log": log,
         }
     )
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(state: State) -> str:
+    """Prometheus text format: the champion loaded, and the inference log's rows and failure."""
+    log = state.writer.status()
+    lines = [
+        "# TYPE pneumo_champion_loaded gauge",
+        f"pneumo_champion_loaded {int(state.holder.current is not None)}",
+        "# TYPE pneumo_inference_log_failing gauge",
+        f"pneumo_inference_log_failing {int(log['status'] == 'failing')}",
+        "# TYPE pneumo_inference_log_spooled_rows gauge",
+        f"pneumo_inference_log_spooled_rows {log['spooled_rows']}",
+        "# TYPE pneumo_inference_log_lost_rows_total counter",
+        f"pneumo_inference_log_lost_rows_total {log['lost_rows']}",
+        "# TYPE pneumo_inference_log_written_rows_total counter",
+        *(
+            f'pneumo_inference_log_written_rows_total{{log="{prefix}"}} {rows}'
+            for prefix, rows in sorted(log["written_rows"].items())
+        ),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 @router.get("/model")
@@ -111,10 +146,9 @@ async def predict(
         )
     items = [await read_checked(upload, settings) for upload in uploads]
     champion = get_champion(state)
-    async with state.model_lock:
-        predictions, bodies = await asyncio.to_thread(
-            predict_uploads, champion, items, settings.ingest.max_pixels
-        )
+    predictions, bodies = await asyncio.to_thread(
+        predict_uploads, champion, items, settings.ingest.max_pixels, state.model_lock
+    )
     state.writer.submit(predictions)
     return {"predictions": bodies}
 
@@ -127,10 +161,10 @@ async def explain(
 ) -> Response:
     name, data = await read_checked(file, state.settings)
     champion = get_champion(state)
-    async with state.model_lock:
-        png, heatmap = await asyncio.to_thread(
-            explain_upload, champion, name, data, state.settings.serve_explain_max_side
-        )
+    max_side = state.settings.serve_explain_max_side
+    png, heatmap = await asyncio.to_thread(
+        explain_upload, champion, name, data, max_side, state.model_lock
+    )
     if raw:
         return JSONResponse(
             {"image": name, "version": champion.version, "heatmap": heatmap.round(4).tolist()}
@@ -176,12 +210,16 @@ def champion_holder(registry: Registry, settings: Settings) -> ChampionHolder:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the champion, then poll its alias and write the log in background threads."""
+    """Load and follow the champion, and write the log, in background threads.
+
+    Start-up waits a little for the first load, so a healthy registry means a ready service at
+    once; a registry that does not answer leaves the service answering 503 meanwhile, never
+    stuck or exiting.
+    """
     state: ServiceState = app.state.service
-    await asyncio.to_thread(state.holder.refresh)
     threads = [
         threading.Thread(
-            target=state.holder.poll,
+            target=state.holder.watch,
             args=(state.settings.serve_poll_seconds, state.stop),
             daemon=True,
         ),
@@ -189,6 +227,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     ]
     for thread in threads:
         thread.start()
+    await asyncio.to_thread(
+        state.holder.first_attempt.wait, state.settings.serve_startup_wait_seconds
+    )
     yield
     state.stop.set()
     for thread in threads:
@@ -235,17 +276,86 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+# Routes anyone may call: readiness, the reviewers' page itself (it asks for a key when one is
+# needed) and the API description.
+OPEN_PATHS = frozenset({"/health", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+
+
+class ApiKeys:
+    """ASGI middleware: every route but `OPEN_PATHS` needs a known API key, checked before the
+    body is read. No hashes: no key asked for (loopback-only use, see `pneumo serve`)."""
+
+    def __init__(self, app, hashes: frozenset[str]) -> None:
+        self.app, self.hashes = app, hashes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not self.hashes or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        key = presented_key(dict(scope["headers"]))
+        if key is None or not key_matches(key, self.hashes):
+            problem = "an API key is required" if key is None else "unknown API key"
+            reply = JSONResponse(
+                error_body(f"{problem}: send it as 'Authorization: Bearer KEY' or 'X-API-Key'"),
+                401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+            await reply(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class RequestTimeout:
+    """ASGI middleware: a request not answered within `seconds` gets a 504 (a slow upload, a
+    queue for the model). A model call already running finishes in its thread and then frees
+    the model lock; its answer is dropped."""
+
+    def __init__(self, app, seconds: float) -> None:
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await asyncio.wait_for(self.app(scope, receive, tracked), self.seconds)
+        except TimeoutError:
+            if started:  # too late for a status: the client sees the reply cut short
+                raise
+            message = f"no answer within {self.seconds:g} s; try again later"
+            await JSONResponse(error_body(message), 504)(scope, receive, send)
+
+
 def create_app(settings: Settings, holder: ChampionHolder | None = None) -> FastAPI:
+    """The service; a bad API keys file fails here, before anything listens."""
+    hashes = (
+        read_key_hashes(settings.serve_api_keys_file)
+        if settings.serve_api_keys_file is not None
+        else frozenset()
+    )
     holder = holder or champion_holder(Registry.from_settings(settings), settings)
     app = FastAPI(
         title="pneumo-ops prediction service",
         description="Pneumonia probability for chest X-rays from the pneumonia-resnet champion.",
         lifespan=lifespan,
     )
-    app.state.service = ServiceState(settings, holder, InferenceLogWriter(open_store(settings)))
+    # The store is not asked to create buckets here: an S3 outage at start-up must not keep the
+    # service from answering (log rows wait in the spool).
+    spool = LogSpool(settings.spool_dir, settings.serve_spool_max_rows)
+    writer = InferenceLogWriter(open_store(settings, create_buckets=False), spool)
+    app.state.service = ServiceState(settings, holder, writer)
     app.include_router(router)
     app.add_exception_handler(BadImageError, bad_image)
     app.add_exception_handler(StarletteHTTPException, http_error)  # FastAPI's are a subclass
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_middleware(BodyLimit, max_bytes=settings.serve_max_request_bytes)
+    app.add_middleware(ApiKeys, hashes=hashes)
+    app.add_middleware(RequestTimeout, seconds=settings.serve_request_timeout_seconds)
     return app

@@ -40,6 +40,7 @@ from pipeline.data.steps import (
 )
 from pipeline.faults import checkpoint
 from pipeline.monitor.steps import DriftCheck, profile_reference, run_drift_check
+from pipeline.redact import redacting
 from pipeline.settings import Settings
 from pipeline.train.candidate import ModelOutcome, Registration
 from pipeline.train.evaluation import ChampionScore, Evaluation
@@ -84,6 +85,7 @@ def step(name: str, options: dict) -> Callable[[Callable[P, R]], Task[P, R]]:
     """A Prefect task whose end is the named step boundary `<name>:done`.
 
     The fault tests pause there (`pipeline.faults.checkpoint`) to kill the CLI between steps.
+    An error message holding a secret is re-raised masked (`pipeline.redact.redacting`).
     A task hook would also do, but Prefect logs two lines for each hook it runs.
     """
 
@@ -94,7 +96,8 @@ def step(name: str, options: dict) -> Callable[[Callable[P, R]], Task[P, R]]:
             checkpoint(f"{name}:done")
             return result
 
-        return task(name=name, **options)(run_step)
+        # A failed task's message is stored with its state: no secret may be in it.
+        return task(name=name, **options)(redacting(run_step))
 
     return decorate
 

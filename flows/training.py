@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows.runtime import flow_settings
 from flows.tasks import evaluate_gate_register, prepare_run, publish_summary, timed, train_task
-from pipeline.settings import Settings
+from pipeline.redact import redacting
 from pipeline.train.candidate import summarise
 
 
 @flow(name="training-pipeline", log_prints=True)
+@redacting
 def training_pipeline(
     data_path: str | None = None, models: tuple[str, ...] = ("cnn", "resnet")
 ) -> dict:
     """Ingest (if `data_path`), validate, train and gate each model, register in MLflow."""
-    settings = Settings()
+    settings = flow_settings()
     timings: dict[str, float] = {}
     run = prepare_run(settings, timings, data_path)
     outcomes = []

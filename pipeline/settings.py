@@ -10,8 +10,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.redact import is_secret_name, redact
 
 
 class IngestConfig(BaseModel):
@@ -223,6 +225,18 @@ class Settings(BaseSettings):
     serve_explain_max_side: int = Field(
         1024, ge=64, description="longest side of a Grad-CAM overlay (larger uploads are shrunk)"
     )
+    # A request still running after this answers 504 (the model call itself cannot be stopped
+    # and finishes in its thread); covers slow uploads too.
+    serve_request_timeout_seconds: float = Field(60.0, gt=0)
+    # Start-up waits this long for the first champion load; after it the service answers (503
+    # until a champion is loaded) and keeps retrying in the background.
+    serve_startup_wait_seconds: float = Field(20.0, ge=0)
+    # API keys: a file of their SHA-256 hashes (`pneumo api-key new` makes one), one per line.
+    # Unset: no key is asked for, and `pneumo serve` listens on loopback only.
+    serve_api_keys_file: Path | None = None
+    # Inference-log rows kept on local disk while the store refuses writes; past it, rows are
+    # dropped with an error logged and counted on /health.
+    serve_spool_max_rows: int = Field(100_000, ge=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -271,5 +285,33 @@ class Settings(BaseSettings):
         return explicit or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
 
     @property
+    def spool_dir(self) -> Path:
+        """Inference-log objects the store refused, until it takes them (see serve.background)."""
+        return self.home / "spool"
+
+    @property
     def artifacts_dir(self) -> Path:
         return self.home / "mlartifacts"
+
+
+class SettingsError(ValueError):
+    """Settings that do not validate, described by variable name with every secret masked."""
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from the environment (and `overrides`), or a `SettingsError` naming each bad
+    variable.
+
+    Pydantic's own message quotes the whole input, S3 keys included, and would carry them into
+    terminals and Prefect logs; this one shows a value only for a setting that is not secret.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "PNEUMO_" + "__".join(str(part) for part in error["loc"]).upper()
+            value = error.get("input")
+            shown = error["loc"] and not is_secret_name(name) and not isinstance(value, dict)
+            problems.append(f"{name}={value!r}: {error['msg']}" if shown else error["msg"])
+        raise SettingsError(redact(f"invalid setting: {'; '.join(problems)}")) from None

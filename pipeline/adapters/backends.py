@@ -10,8 +10,9 @@ from pipeline.adapters.storage import LocalStore, ObjectStore, StorageUnavailabl
 from pipeline.settings import Settings
 
 
-def open_store(settings: Settings) -> ObjectStore:
-    """The store the settings select; S3 buckets are created if missing."""
+def open_store(settings: Settings, create_buckets: bool = True) -> ObjectStore:
+    """The store the settings select; S3 buckets are created if missing (unless not asked to:
+    then nothing is sent to the store until the first read or write)."""
     if settings.storage == "local":
         return LocalStore(settings.store_dir)
     # Imported here so the embedded default never loads the minio SDK.
@@ -24,7 +25,8 @@ def open_store(settings: Settings) -> ObjectStore:
         {"raw": settings.s3_bucket_raw, "default": settings.s3_bucket_data},
         secure=settings.s3_secure,
     )
-    store.ensure_buckets()
+    if create_buckets:
+        store.ensure_buckets()
     return store
 
 

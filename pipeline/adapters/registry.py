@@ -117,6 +117,10 @@ class Reference:
     projection: dict
 
 
+# What MLflow answers for a model or alias that does not exist (SQL store, REST server).
+NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+
+
 class Registry:
     """One MLflow tracking server and model registry, and the experiment runs are logged to."""
 
@@ -273,13 +277,19 @@ class Registry:
         return str(found.version)
 
     def champion_version(self, name: str) -> Any | None:
-        """The version behind `champion`, or None."""
+        """The version behind `champion`, or None when the model or its alias does not exist.
+
+        Any other failure (registry unreachable, credentials refused) is raised: taken for "no
+        champion", it would let a service report no model instead of why.
+        """
         from mlflow.exceptions import MlflowException
 
         try:
             return self.client.get_model_version_by_alias(name, CHAMPION)
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if exc.error_code in NOT_FOUND_CODES:
+                return None
+            raise
 
     def version(self, name: str, version: str) -> Any:
         """A registered version; a RegistryError naming the model and version if there is none."""

@@ -7,6 +7,7 @@ drift features the monitoring compares with the champion's reference profile.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from pipeline.data.images import inspect_image
 from pipeline.files import listed_entries, read_listed
 from pipeline.monitor.champion import Champion
 from pipeline.monitor.drift_features import feature_table
-from pipeline.monitor.probe import probe_images
+from pipeline.monitor.probe import NO_LOCK, probe_images
 from pipeline.progress import Progress, silent
 
 Items = list[tuple[str, bytes]]
@@ -56,12 +57,14 @@ def predict_batch(
     now: datetime | None = None,
     progress: Progress = silent,
     unread: Sequence[tuple[str, str]] = (),
+    model_lock: AbstractContextManager = NO_LOCK,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(predictions with drift features, rejected images with the reason) for a batch.
 
     Images are told by their content, whatever they are called. `unread`: entries of the
     source that were never read, rejected with their reason. Both tables carry the model and
-    time, so each can be logged (see `inference_log`).
+    time, so each can be logged (see `inference_log`). `model_lock`: held around model calls
+    only (the service's; see `probe_images`).
     """
     now = now or datetime.now(UTC)
     rejected = [rejection(name, reason, None, champion, now) for name, reason in unread]
@@ -73,7 +76,7 @@ def predict_batch(
         else:
             good.append((name, data))
     probabilities, embeddings, undecodable = probe_images(
-        champion.probe, [data for _, data in good], progress=progress
+        champion.probe, [data for _, data in good], progress=progress, model_lock=model_lock
     )
     for index, reason in undecodable.items():
         rejected.append(rejection(good[index][0], reason, None, champion, now))

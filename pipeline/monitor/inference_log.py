@@ -19,6 +19,18 @@ LOG_PREFIX = "inference-log"
 REJECTED_PREFIX = "rejected-log"
 
 
+def log_object(
+    predictions: pd.DataFrame, now: datetime | None = None, prefix: str = LOG_PREFIX
+) -> tuple[str, bytes]:
+    """A batch as the object that holds it: a key in the day's partition, named by its content
+    (so writing it twice is harmless), and its Parquet bytes."""
+    now = now or datetime.now(UTC)
+    buffer = io.BytesIO()
+    predictions.to_parquet(buffer, index=False)
+    data = buffer.getvalue()
+    return f"{prefix}/date={now:%Y-%m-%d}/{now:%H%M%S%f}-{sha256_hex(data)[:12]}.parquet", data
+
+
 def append_inference_log(
     store: ObjectStore,
     predictions: pd.DataFrame,
@@ -28,11 +40,7 @@ def append_inference_log(
     """Write a batch as a new object in today's partition; returns its key (None if empty)."""
     if predictions.empty:
         return None
-    now = now or datetime.now(UTC)
-    buffer = io.BytesIO()
-    predictions.to_parquet(buffer, index=False)
-    data = buffer.getvalue()
-    key = f"{prefix}/date={now:%Y-%m-%d}/{now:%H%M%S%f}-{sha256_hex(data)[:12]}.parquet"
+    key, data = log_object(predictions, now, prefix)
     store.put(key, data)
     return key
 

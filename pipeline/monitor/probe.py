@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import keras
 import numpy as np
 
@@ -9,6 +11,8 @@ from pipeline.progress import Progress, chunked, silent
 from pipeline.train.inputs import UndecodableImageError, input_spec, prepare_image
 
 EMBEDDING_LAYER = "pool"
+# Outside the service nothing else calls the model: no lock to take (nullcontext is reusable).
+NO_LOCK: AbstractContextManager = nullcontext()
 
 
 def embedding_model(model: keras.Model) -> keras.Model:
@@ -17,7 +21,11 @@ def embedding_model(model: keras.Model) -> keras.Model:
 
 
 def probe_images(
-    probe: keras.Model, images: list[bytes], batch_size: int = 32, progress: Progress = silent
+    probe: keras.Model,
+    images: list[bytes],
+    batch_size: int = 32,
+    progress: Progress = silent,
+    model_lock: AbstractContextManager = NO_LOCK,
 ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     """(probabilities, embeddings, undecodable) for encoded images, via the shared decode.
 
@@ -25,7 +33,8 @@ def probe_images(
     model's decoder refused (a PNG with a bad CRC passes PIL but not TensorFlow) to the reason,
     so a caller rejects it instead of one bad file failing the batch. `probe` is
     `embedding_model(model)`, built once per model: building it per call would re-trace the
-    graph on every request.
+    graph on every request. `model_lock` is held around the model call only: decoding runs
+    outside it, beside other requests.
     """
     spec = input_spec(probe)
     probabilities, embeddings = [], []
@@ -40,7 +49,8 @@ def probe_images(
                 undecodable[index] = str(exc)
         if not decoded:
             continue
-        probability, embedding = probe.predict_on_batch(np.stack(decoded))
+        with model_lock:
+            probability, embedding = probe.predict_on_batch(np.stack(decoded))
         probabilities.append(np.asarray(probability).ravel())
         embeddings.append(np.asarray(embedding))
     if not probabilities:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import time
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 import numpy as np
@@ -51,11 +52,18 @@ def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int) -> Non
 
 
 def predict_uploads(
-    champion: Champion, items: list[tuple[str, bytes]], max_pixels: int
+    champion: Champion,
+    items: list[tuple[str, bytes]],
+    max_pixels: int,
+    model_lock: AbstractContextManager,
 ) -> tuple[pd.DataFrame, list[dict]]:
-    """Predictions with drift features (for the log) and the per-image response bodies."""
+    """Predictions with drift features (for the log) and the per-image response bodies.
+
+    Only the model call holds `model_lock`; decoding and drift features run beside other
+    requests.
+    """
     start = time.perf_counter()
-    predictions, rejected = predict_batch(champion, items, max_pixels)
+    predictions, rejected = predict_batch(champion, items, max_pixels, model_lock=model_lock)
     for refused in rejected.itertuples():  # passed the upload check, refused by the decoder
         raise BadImageError(refused.image, refused.issue)
     latency_ms = round(1000 * (time.perf_counter() - start), 1)
@@ -76,13 +84,18 @@ def predict_uploads(
 
 
 def explain_upload(
-    champion: Champion, name: str, data: bytes, max_side: int
+    champion: Champion,
+    name: str,
+    data: bytes,
+    max_side: int,
+    model_lock: AbstractContextManager,
 ) -> tuple[bytes, np.ndarray]:
     """Grad-CAM overlay as PNG, at most `max_side` px on its longest side, and the heatmap at
     the model's input resolution.
 
     Both are bounded whatever the upload: a 40 Mpx film gives a 1,024 px overlay (decoded
     reduced, for JPEG) and a 224 x 224 heatmap, not a 40 Mpx PNG and a 40-million-value JSON.
+    Only Grad-CAM's model passes hold `model_lock`.
     """
     from PIL import Image
 
@@ -90,7 +103,8 @@ def explain_upload(
         prepared = prepare_image(data, input_spec(champion.model))
     except UndecodableImageError as exc:  # passed the upload check, refused by the decoder
         raise BadImageError(name, str(exc)) from None
-    heatmap = gradcam(champion.model, prepared)
+    with model_lock:
+        heatmap = gradcam(champion.model, prepared)
     original = Image.open(io.BytesIO(data))
     original.draft("L", (max_side, max_side))  # JPEG: decode at a reduced scale
     original = original.convert("L")

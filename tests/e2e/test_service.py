@@ -52,11 +52,13 @@ def upload(path: Path, field: str = "file") -> dict:
 def test_health_and_model_describe_the_champion(client, registry) -> None:
     serving = state(client).holder.current.version
     tags = registry.client.get_model_version("pneumonia-resnet", serving).tags
-    assert client.get("/health").json() == {
+    health = client.get("/health").json()
+    assert health == {
         "status": "ready",
         "model": "pneumonia-resnet",
         "version": serving,
         "weights_source": tags["weights_source"],
+        "inference_log": {**health["inference_log"], "status": "ok", "lost_rows": 0},
     }
     model = client.get("/model").json()
     assert model["version"] == serving and model["alias"] == "champion"
@@ -170,12 +172,12 @@ def test_every_prediction_reaches_the_inference_log(client) -> None:
     ]
     assert [r.status_code for r in sent] == [200, 200]
     wait_until(
-        lambda: (writer.written[LOG_PREFIX], list(writer.errors), writer.pending.qsize()),
+        lambda: (writer.written[LOG_PREFIX], writer.last_error, writer.pending.qsize()),
         lambda seen: seen[0] >= before + 2,
         timeout=30,
         what="the log writer to write both predictions",
         describe=lambda seen: (
-            f"written {seen[0]} (before {before}), errors {seen[1]}, queued {seen[2]}"
+            f"written {seen[0]} (before {before}), last error {seen[1]}, queued {seen[2]}"
         ),
     )
     log = read_inference_log(open_store(Settings(home=state(client).settings.home)))
@@ -196,11 +198,11 @@ def test_a_refused_upload_reaches_the_rejected_log_with_its_bit_depth(client) ->
     response = client.post("/predict", files={"file": ("detector-16.png", sixteen.getvalue())})
     assert response.status_code == 422
     wait_until(
-        lambda: (writer.written[REJECTED_PREFIX], list(writer.errors)),
+        lambda: (writer.written[REJECTED_PREFIX], writer.last_error),
         lambda seen: seen[0] >= before + 1,
         timeout=30,
         what="the log writer to write the refusal",
-        describe=lambda seen: f"written {seen[0]} (before {before}), errors {seen[1]}",
+        describe=lambda seen: f"written {seen[0]} (before {before}), last error {seen[1]}",
     )
     store = open_store(Settings(home=state(client).settings.home))
     refused = read_inference_log(store, prefix=REJECTED_PREFIX)

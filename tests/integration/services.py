@@ -122,8 +122,24 @@ def seaweed(workdir: Path) -> tuple[Service, S3Credentials]:
     return Service("seaweedfs", command, f"http://{creds.endpoint}/", workdir), creds
 
 
-def mlflow_server(workdir: Path, s3: S3Credentials, bucket: str) -> Service:
-    """MLflow with a SQLite backend and artifacts proxied to `bucket` on the S3 server."""
+@dataclass(frozen=True)
+class BasicAuth:
+    """MLflow's basic-auth app: its admin user, and the Flask key it signs sessions with."""
+
+    username: str
+    password: str
+    flask_secret: str
+
+    @classmethod
+    def generated(cls) -> BasicAuth:
+        return cls("admin", secrets.token_urlsafe(18), secrets.token_hex(16))
+
+
+def mlflow_server(
+    workdir: Path, s3: S3Credentials, bucket: str, auth: BasicAuth | None = None
+) -> Service:
+    """MLflow with a SQLite backend and artifacts proxied to `bucket` on the S3 server; with
+    `auth`, behind `--app-name basic-auth` as docker-compose.yml runs it."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     command = [
@@ -139,10 +155,25 @@ def mlflow_server(workdir: Path, s3: S3Credentials, bucket: str) -> Service:
         "AWS_DEFAULT_REGION": "us-east-1",
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
+    if auth is not None:
+        config = workdir / "basic_auth.ini"
+        config.write_text(
+            "[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
+            f"database_uri = sqlite:///{workdir / 'basic_auth.db'}\n"
+            f"admin_username = {auth.username}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        command += ["--app-name", "basic-auth"]
+        env |= {
+            "MLFLOW_AUTH_CONFIG_PATH": str(config),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": auth.password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": auth.flask_secret,
+        }
     return Service("mlflow", command, f"http://127.0.0.1:{port}/health", workdir, env)
 
 
-def prefect_server(workdir: Path) -> Service:
+def prefect_server(workdir: Path, auth_string: str | None = None) -> Service:
+    """Prefect's API server; with `auth_string` ("user:password"), every API call needs it."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     command = [
@@ -155,4 +186,6 @@ def prefect_server(workdir: Path) -> Service:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
     }
+    if auth_string is not None:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
     return Service("prefect", command, f"http://127.0.0.1:{port}/api/health", workdir, env)

@@ -73,3 +73,27 @@ def test_an_upload_without_a_file_name_is_named_as_the_problem(client: TestClien
     assert reply.status_code == 422
     error = reply.json()["error"]
     assert "body.file" in error and "upload" in error.lower() and len(error) < 300
+
+
+def test_a_request_over_its_time_limit_gets_504_in_the_error_shape() -> None:
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from flows.service import RequestTimeout
+
+    async def slow(_) -> PlainTextResponse:
+        await asyncio.sleep(5)
+        return PlainTextResponse("too late")
+
+    async def quick(_) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/slow", slow), Route("/quick", quick)])
+    with TestClient(RequestTimeout(app, seconds=0.2)) as timed:
+        reply = timed.get("/slow")
+        assert reply.status_code == 504
+        assert reply.json() == {"error": "no answer within 0.2 s; try again later", "image": None}
+        assert timed.get("/quick").text == "ok"
