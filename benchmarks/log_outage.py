@@ -2,8 +2,9 @@
 
 PNEUMO_HOME must hold a pneumonia-resnet champion (e.g. after `make demo`). Starts a real S3
 server (SeaweedFS) and `pneumo serve` on it, sends 60 one-image predictions, with S3 killed for
-the middle 20 and restarted after them, waits for the service's log to settle, then counts the
-rows that reached S3. Run it with another checkout first on PYTHONPATH to measure that version.
+the middle 20 (spread over `--down-seconds`, 30) and restarted after them, waits for the
+service's log to settle, then counts the rows that reached S3. Run it with another checkout
+first on PYTHONPATH to measure that version.
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", type=Path, default=Path(".bench/log_outage"))
     parser.add_argument("--per-phase", type=int, default=20)
+    parser.add_argument(
+        "--down-seconds", type=float, default=30.0, help="how long S3 stays down (requests spread)"
+    )
     args = parser.parse_args()
-    server, creds = seaweed(args.work / f"s3-{secrets.token_hex(3)}")
+    server, creds = seaweed(args.work.resolve() / f"s3-{secrets.token_hex(3)}")
     server.start()
     buckets = {"raw": "outage-raw", "default": "outage-data"}
     store = S3Store(creds.endpoint, creds.access_key, creds.secret_key, buckets)
@@ -61,7 +65,11 @@ def main() -> None:
                     server.stop()
                 if phase == "back":
                     server.start()
-                for _ in range(args.per_phase):
+                started = time.monotonic()
+                for index in range(args.per_phase):
+                    if phase == "down":  # an outage lasts, whatever the request rate
+                        pause = started + index * args.down_seconds / args.per_phase
+                        time.sleep(max(0.0, pause - time.monotonic()))
                     reply = client.post("/predict", files={"file": ("x.jpeg", image)})
                     statuses.append(reply.status_code)
                 print(f"S3 {phase}: {args.per_phase} predictions sent")

@@ -110,19 +110,19 @@ class LogSpool:
             self.rows += rows
             return True
 
-    def flush(self, store: ObjectStore) -> int:
-        """Write kept objects to `store`, oldest first, until one fails; rows written."""
+    def flush(self, store: ObjectStore, flushed: Counter[str]) -> None:
+        """Write kept objects to `store`, oldest first, until one fails; rows written are
+        counted in `flushed` by log prefix."""
         import pyarrow.parquet as pq
 
-        flushed = 0
         for path in self.files():
             rows = pq.read_metadata(path).num_rows
-            store.put(path.relative_to(self.root).as_posix(), path.read_bytes())
+            key = path.relative_to(self.root).as_posix()
+            store.put(key, path.read_bytes())
+            flushed[key.split("/", 1)[0]] += rows  # counted written before it leaves the spool
             with self.lock:
                 path.unlink()
                 self.rows -= rows
-            flushed += rows
-        return flushed
 
 
 @dataclass
@@ -205,14 +205,16 @@ class InferenceLogWriter:
         )
 
     def flush(self) -> None:
+        before = self.written.total()
         try:
-            flushed = self.spool.flush(self.store)
+            self.spool.flush(self.store, self.written)
         except Exception as exc:
             self.report_failure(exc)
             self.flush_interval = min(self.flush_interval * 2, self.max_flush_interval)
             self.next_flush = time.monotonic() + self.flush_interval
             return
         self.failing, self.flush_interval = False, 1.0
+        flushed = self.written.total() - before
         logger.info("inference log: %d spooled rows written to the store", flushed)
 
     def report_failure(self, exc: Exception) -> None:

@@ -51,7 +51,7 @@ def test_rows_logged_while_s3_is_down_reach_it_once_it_is_back(tmp_path: Path) -
             wait_until(writer.status, lambda s: s["spooled_rows"] == 0, timeout=60,
                        what="the spool flushed to S3")  # fmt: skip
             writer.submit(rows(40))
-            wait_until(lambda: writer.written[LOG_PREFIX], lambda n: n == 40, timeout=30,
+            wait_until(lambda: writer.written[LOG_PREFIX], lambda n: n == 60, timeout=30,
                        what="the last rows in S3")  # fmt: skip
         finally:
             stop.set()
@@ -59,7 +59,7 @@ def test_rows_logged_while_s3_is_down_reach_it_once_it_is_back(tmp_path: Path) -
         logged = read_inference_log(store)
         assert sorted(logged["image"]) == sorted(f"{i}.jpeg" for i in range(60))
         assert writer.status() | {"last_error": None} == {
-            "status": "ok", "written_rows": {LOG_PREFIX: 40}, "spooled_rows": 0,
+            "status": "ok", "written_rows": {LOG_PREFIX: 60}, "spooled_rows": 0,
             "lost_rows": 0, "last_error": None,
         }  # fmt: skip
     finally:

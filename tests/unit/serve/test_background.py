@@ -84,7 +84,7 @@ def test_the_run_loop_drains_and_flushes_before_it_stops(tmp_path: Path) -> None
     finally:
         stop.set()
         thread.join(timeout=10)
-    assert writer.written[LOG_PREFIX] == 0 and len(read_inference_log(store)) == 5
+    assert writer.written[LOG_PREFIX] == 5 and len(read_inference_log(store)) == 5
 
 
 def test_a_full_queue_spools_instead_of_blocking_the_request(tmp_path: Path) -> None:
