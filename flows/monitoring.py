@@ -29,14 +29,12 @@ from flows.tasks import (
 )
 from pipeline.monitor.champion import MONITORED_MODEL
 from pipeline.monitor.drift import DRIFT
-from pipeline.redact import redacting
 from pipeline.train.candidate import summarise
 
 DRIFT_EVENT = "pneumo.drift.detected"
 
 
 @flow(name="retrain-champion", log_prints=True)
-@redacting
 def retrain_champion(
     reason: str = "scheduled", drift_report: str = "", labeled_path: str | None = None
 ) -> dict:
@@ -78,7 +76,6 @@ def retrain_champion(
 
 
 @flow(name="drift-check", log_prints=True)
-@redacting
 def drift_check(
     trigger: Literal["direct", "event", "none"] = "direct",
     last_n: int | None = None,

@@ -10,12 +10,10 @@ from prefect import flow
 
 from flows.runtime import flow_settings
 from flows.tasks import evaluate_gate_register, prepare_run, publish_summary, timed, train_task
-from pipeline.redact import redacting
 from pipeline.train.candidate import summarise
 
 
 @flow(name="training-pipeline", log_prints=True)
-@redacting
 def training_pipeline(
     data_path: str | None = None, models: tuple[str, ...] = ("cnn", "resnet")
 ) -> dict:

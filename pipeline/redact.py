@@ -68,8 +68,9 @@ R = TypeVar("R")
 def redacting(function: Callable[P, R]) -> Callable[P, R]:
     """Re-raise an error whose message holds a secret as a `RedactedError`.
 
-    For flows and tasks: Prefect stores a failed run's error message with its state, outside
-    any log handler. Errors without a secret pass through unchanged.
+    For tasks: Prefect stores a failed run's error message with its state, outside any log
+    handler. Errors without a secret pass through unchanged. Not for flows: Prefect builds a
+    flow's parameter model from the annotations, resolved in the wrapper's module.
     """
 
     @functools.wraps(function)
