@@ -9,6 +9,7 @@ import typer
 
 from pipeline.redact import redact
 from pipeline.settings import IMAGENET_WEIGHTS_FILE
+from pipeline.train.uncertainty import with_interval
 
 if TYPE_CHECKING:  # the monitoring steps load TensorFlow: not at `pneumo --help` time
     from pipeline.data.steps import IngestSummary, ValidationSummary
@@ -76,9 +77,10 @@ def print_training(summary: dict, settings: Settings) -> None:
     for model in summary["models"].values():
         m = model["metrics"]
         typer.echo(
-            f"{model['model']} v{model['version']}: test AUC {m['roc_auc']:.3f}, sensitivity "
-            f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f}, "
-            f"accuracy {m['accuracy']:.3f} at threshold {model['threshold']:.3f}; "
+            f"{model['model']} v{model['version']}: test AUC {with_interval(m, 'roc_auc')}, "
+            f"sensitivity {with_interval(m, 'sensitivity')}, specificity "
+            f"{with_interval(m, 'specificity')} (95 % CI by patient), accuracy "
+            f"{m['accuracy']:.3f} at threshold {model['threshold']:.3f}; "
             f"weights: {model['weights_source']}"
         )
         verdict = "PASS" if model["gate_passed"] else "FAIL"

@@ -13,6 +13,7 @@ from pipeline.train.fit import TrainedModel
 from pipeline.train.gates import GateDecision
 from pipeline.train.inputs import PreparedData, input_spec, prepare_image
 from pipeline.train.provenance import git_commit
+from pipeline.train.uncertainty import with_interval
 
 
 def build_candidate(
@@ -93,9 +94,10 @@ def describe_version(
     what = "CNN from scratch" if trained.kind == "cnn" else f"ResNet50 ({trained.weights_source})"
     return (
         f"{what}, trained on manifest {provenance['manifest_id']} ({len(data.train.paths)} train, "
-        f"{len(data.val.paths)} val, {len(data.test.paths)} test images). Test: AUC "
-        f"{m['roc_auc']:.3f}, sensitivity {m['sensitivity']:.3f}, specificity "
-        f"{m['specificity']:.3f} at threshold {evaluation.threshold:.3f}. Gate "
+        f"{len(data.val.paths)} val, {len(data.test.paths)} test images). Test (95 % CI by "
+        f"patient bootstrap): AUC {with_interval(m, 'roc_auc')}, sensitivity "
+        f"{with_interval(m, 'sensitivity')}, specificity {with_interval(m, 'specificity')} at "
+        f"threshold {evaluation.threshold:.3f}. Gate "
         f"{decision.summary()}"
     )[:4900]
 
@@ -164,8 +166,10 @@ def summarise(
             "",
             f"## {o.registered.model} v{o.registered.version}: gate "
             f"{'PASS' if o.decision.passed else 'FAIL'}, champion {champion}",
-            f"- test: AUC {m['roc_auc']:.3f}, sensitivity {m['sensitivity']:.3f}, specificity "
-            f"{m['specificity']:.3f}, accuracy {m['accuracy']:.3f} at threshold "
+            f"- test (95 % CI by patient bootstrap): AUC {with_interval(m, 'roc_auc')}, "
+            f"sensitivity {with_interval(m, 'sensitivity')}, specificity "
+            f"{with_interval(m, 'specificity')}, PPV {with_interval(m, 'ppv')}, NPV "
+            f"{with_interval(m, 'npv')}, accuracy {m['accuracy']:.3f} at threshold "
             f"{o.evaluation.threshold:.3f}",
             f"- gate: {'; '.join(o.decision.reasons)}",
             f"- weights: {o.trained.weights_source}",

@@ -21,6 +21,7 @@ from pipeline.train.metrics import (
     compute_metrics,
 )
 from pipeline.train.plots import plot_confusion, plot_roc_pr, plot_training_curves
+from pipeline.train.uncertainty import bootstrap_intervals, interval_columns
 
 
 @dataclass
@@ -42,12 +43,17 @@ def evaluate_candidate(
 ) -> Evaluation:
     """Pick the threshold on val, measure on test, write the plots and reports to `out_dir`.
 
+    Test metrics carry 95 % intervals from a patient-level bootstrap (`*_ci_low`/`_high`).
     A model whose test scores spread less than `collapse_range` is reported as collapsed.
     """
     val_scores = predict_files(trained.model, data.val.paths)
     threshold, rule = choose_threshold(data.val.labels, val_scores, cfg)
     test_scores = predict_files(trained.model, data.test.paths)
     metrics = compute_metrics(data.test.labels, test_scores, threshold, data.test.rows["subtype"])
+    intervals = bootstrap_intervals(
+        data.test.labels, test_scores, threshold, data.test.rows["patient_id"].tolist()
+    )
+    metrics |= interval_columns(intervals)
     title = f"{trained.kind} (test, n={len(test_scores)})"
     report = classification_report(data.test.labels, test_scores, threshold)
     collapsed = collapse_note(metrics, collapse_range)

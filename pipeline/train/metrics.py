@@ -55,6 +55,8 @@ def compute_metrics(
         "score_max": float(scores.max()) if len(scores) else float("nan"),
     }  # fmt: skip
     result["sensitivity"] = result["recall"]
+    result["ppv"] = result["precision"]
+    result["npv"] = float(tn / (tn + fn)) if tn + fn else float("nan")
     if subtypes is not None:
         for subtype in ("bacteria", "virus"):
             mask = (subtypes == subtype).to_numpy() & (labels == 1)

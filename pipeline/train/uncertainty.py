@@ -1,0 +1,95 @@
+"""95 % confidence intervals by bootstrap resampling of patients.
+
+Films of one patient are not independent (follow-ups, near-identical views): resampling images
+would count them as separate cases and give intervals that are too narrow. Each resample draws
+patients with replacement and takes every image of each drawn patient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+INTERVAL_METRICS = ("roc_auc", "sensitivity", "specificity", "ppv", "npv")
+
+
+def rate_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    """AUC and the four rates at `threshold`; NaN where the sample leaves one undefined."""
+    from sklearn import metrics as skm  # here: the CLI imports this module for `with_interval`
+
+    predicted = scores >= threshold
+    positive = labels == 1
+    tp, fn = np.sum(predicted & positive), np.sum(~predicted & positive)
+    fp, tn = np.sum(predicted & ~positive), np.sum(~predicted & ~positive)
+
+    def ratio(a: int, b: int) -> float:
+        return float(a / (a + b)) if a + b else float("nan")
+
+    both = positive.any() and not positive.all()
+    return {
+        "roc_auc": float(skm.roc_auc_score(labels, scores)) if both else float("nan"),
+        "sensitivity": ratio(tp, fn),
+        "specificity": ratio(tn, fp),
+        "ppv": ratio(tp, fp),
+        "npv": ratio(tn, fn),
+    }
+
+
+def patient_groups(patients: Sequence[str]) -> list[np.ndarray]:
+    """The image indices of each patient."""
+    _, inverse = np.unique(np.asarray(patients, dtype=str), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.flatnonzero(np.diff(inverse[order])) + 1
+    return np.split(order, bounds)
+
+
+def bootstrap_intervals(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    patients: Sequence[str],
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of `INTERVAL_METRICS` over patient-level resamples.
+
+    A resample in which a metric is undefined (no negatives, say) is left out of that metric;
+    a metric defined in fewer than half of them gets (NaN, NaN) rather than a misleading range.
+    """
+    labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
+    groups = patient_groups(patients)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {name: [] for name in INTERVAL_METRICS}
+    for _ in range(resamples):
+        chosen = np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))])
+        for name, value in rate_metrics(labels[chosen], scores[chosen], threshold).items():
+            if not np.isnan(value):
+                draws[name].append(value)
+    tail = (1 - level) / 2
+    return {
+        name: (
+            (float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail)))
+            if len(values) * 2 >= resamples
+            else (float("nan"), float("nan"))
+        )
+        for name, values in draws.items()
+    }
+
+
+def interval_columns(intervals: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Flat metric names for reports and MLflow: `roc_auc_ci_low`, `roc_auc_ci_high`, ..."""
+    return {
+        f"{name}_ci_{side}": value
+        for name, (low, high) in intervals.items()
+        for side, value in (("low", low), ("high", high))
+    }
+
+
+def with_interval(metrics: dict[str, float], name: str) -> str:
+    """`0.953 [0.931, 0.972]` when the metrics hold the interval, else `0.953`."""
+    low, high = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")
+    if low is None or high is None or np.isnan(low) or np.isnan(high):
+        return f"{metrics[name]:.3f}"
+    return f"{metrics[name]:.3f} [{low:.3f}, {high:.3f}]"

@@ -1,0 +1,64 @@
+"""Patient-level bootstrap intervals: they hold the point estimate, narrow with more patients,
+and treat a patient's films as one case."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.train.uncertainty import (
+    bootstrap_intervals,
+    interval_columns,
+    patient_groups,
+    rate_metrics,
+)
+
+
+def cohort(patients: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Two films per patient; positives score higher, with overlap."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(rng.integers(0, 2, patients), 2)
+    scores = np.clip(0.35 + 0.3 * labels + rng.normal(0, 0.2, len(labels)), 0, 1)
+    return labels, scores, [f"p{i // 2}" for i in range(len(labels))]
+
+
+def test_intervals_contain_the_point_estimate_and_narrow_with_more_patients() -> None:
+    widths = []
+    for patients in (40, 400):
+        labels, scores, ids = cohort(patients)
+        point = rate_metrics(labels, scores, 0.5)
+        intervals = bootstrap_intervals(labels, scores, 0.5, ids, resamples=400)
+        for name, (low, high) in intervals.items():
+            assert low <= point[name] <= high, (patients, name, low, point[name], high)
+        widths.append(intervals["roc_auc"][1] - intervals["roc_auc"][0])
+    assert widths[1] < widths[0] / 2
+
+
+def test_a_patients_films_are_resampled_together() -> None:
+    labels, scores, ids = cohort(60)
+    by_patient = bootstrap_intervals(labels, scores, 0.5, ids, resamples=400)
+    by_image = bootstrap_intervals(labels, scores, 0.5, range(len(ids)), resamples=400)
+    width = {k: v[1] - v[0] for k, v in by_patient.items()}
+    assert width["roc_auc"] > by_image["roc_auc"][1] - by_image["roc_auc"][0]
+    assert [len(g) for g in patient_groups(["b", "a", "b", "c"])] == [1, 2, 1]
+
+
+def test_an_undefined_metric_gets_no_interval() -> None:
+    labels = np.ones(20, dtype=int)  # no negatives: specificity, NPV and AUC are undefined
+    scores = np.linspace(0.1, 0.9, 20)
+    intervals = bootstrap_intervals(labels, scores, 0.5, [str(i) for i in range(20)], 100)
+    assert np.isnan(intervals["specificity"]).all() and np.isnan(intervals["roc_auc"]).all()
+    assert intervals["sensitivity"][0] <= 0.5 <= intervals["sensitivity"][1]
+    assert set(interval_columns(intervals)) == {
+        f"{m}_ci_{s}"
+        for m in ("roc_auc", "sensitivity", "specificity", "ppv", "npv")
+        for s in ("low", "high")
+    }
+
+
+def test_rates_match_hand_counts() -> None:
+    labels = np.array([1, 1, 1, 0, 0])
+    scores = np.array([0.9, 0.8, 0.2, 0.7, 0.1])
+    assert rate_metrics(labels, scores, 0.5) == pytest.approx(
+        {"roc_auc": 5 / 6, "sensitivity": 2 / 3, "specificity": 1 / 2, "ppv": 2 / 3, "npv": 1 / 2}
+    )
