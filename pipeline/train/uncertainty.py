@@ -38,6 +38,8 @@ def rate_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> di
 
 def patient_groups(patients: Sequence[str]) -> list[np.ndarray]:
     """The image indices of each patient."""
+    if len(patients) == 0:
+        return []
     _, inverse = np.unique(np.asarray(patients, dtype=str), return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     bounds = np.flatnonzero(np.diff(inverse[order])) + 1
@@ -62,7 +64,7 @@ def bootstrap_intervals(
     groups = patient_groups(patients)
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {name: [] for name in INTERVAL_METRICS}
-    for _ in range(resamples):
+    for _ in range(resamples if groups else 0):  # an empty split has nothing to resample
         chosen = np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))])
         for name, value in rate_metrics(labels[chosen], scores[chosen], threshold).items():
             if not np.isnan(value):

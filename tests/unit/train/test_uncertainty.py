@@ -49,6 +49,8 @@ def test_an_undefined_metric_gets_no_interval() -> None:
     intervals = bootstrap_intervals(labels, scores, 0.5, [str(i) for i in range(20)], 100)
     assert np.isnan(intervals["specificity"]).all() and np.isnan(intervals["roc_auc"]).all()
     assert intervals["sensitivity"][0] <= 0.5 <= intervals["sensitivity"][1]
+    empty = bootstrap_intervals(np.zeros(0), np.zeros(0), 0.5, [], 100)
+    assert all(np.isnan(bounds).all() for bounds in empty.values())
     assert set(interval_columns(intervals)) == {
         f"{m}_ci_{s}"
         for m in ("roc_auc", "sensitivity", "specificity", "ppv", "npv")
