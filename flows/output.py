@@ -9,7 +9,6 @@ import typer
 
 from pipeline.redact import redact
 from pipeline.settings import IMAGENET_WEIGHTS_FILE
-from pipeline.train.uncertainty import with_interval
 
 if TYPE_CHECKING:  # the monitoring steps load TensorFlow: not at `pneumo --help` time
     from pipeline.data.steps import IngestSummary, ValidationSummary
@@ -73,6 +72,8 @@ def print_validation(summary: ValidationSummary) -> None:
 
 
 def print_training(summary: dict, settings: Settings) -> None:
+    from pipeline.train.uncertainty import with_interval  # numpy and pandas: not at --help
+
     typer.echo("")
     for model in summary["models"].values():
         m = model["metrics"]

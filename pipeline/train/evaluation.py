@@ -21,7 +21,7 @@ from pipeline.train.metrics import (
     compute_metrics,
 )
 from pipeline.train.plots import plot_confusion, plot_roc_pr, plot_training_curves
-from pipeline.train.uncertainty import bootstrap_intervals, interval_columns
+from pipeline.train.uncertainty import bootstrap_intervals, interval_columns, subgroup_table
 
 
 @dataclass
@@ -43,7 +43,8 @@ def evaluate_candidate(
 ) -> Evaluation:
     """Pick the threshold on val, measure on test, write the plots and reports to `out_dir`.
 
-    Test metrics carry 95 % intervals from a patient-level bootstrap (`*_ci_low`/`_high`).
+    Test metrics carry 95 % intervals from a patient-level bootstrap (`*_ci_low`/`_high`);
+    `subgroups.csv` holds them per subtype and acquisition subgroup.
     A model whose test scores spread less than `collapse_range` is reported as collapsed.
     """
     val_scores = predict_files(trained.model, data.val.paths)
@@ -61,6 +62,9 @@ def evaluate_candidate(
         report = f"WARNING: {collapsed}\n\n{report}"
     write_atomic(out_dir / "classification_report.txt", report)
     write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    subgroups = subgroup_table(data.test.rows, data.test.labels, test_scores, threshold)
+    with atomic_path(out_dir / "subgroups.csv") as tmp:
+        subgroups.to_csv(tmp, index=False, float_format="%.4f")
     predictions = data.test.rows[["path", "label", "subtype", "patient_id"]].assign(
         probability=test_scores, predicted=np.where(test_scores >= threshold, "PNEUMONIA", "NORMAL")
     )
@@ -73,6 +77,7 @@ def evaluate_candidate(
     artifacts = [
         out_dir / "classification_report.txt",
         out_dir / "metrics.json",
+        out_dir / "subgroups.csv",
         out_dir / "test_predictions.csv",
         out_dir / "val_predictions.csv",
         plot_confusion(metrics, out_dir / "confusion_matrix.png", title),

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 INTERVAL_METRICS = ("roc_auc", "sensitivity", "specificity", "ppv", "npv")
 
 
 def rate_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
     """AUC and the four rates at `threshold`; NaN where the sample leaves one undefined."""
-    from sklearn import metrics as skm  # here: the CLI imports this module for `with_interval`
+    from sklearn import metrics as skm
 
     predicted = scores >= threshold
     positive = labels == 1
@@ -95,3 +96,46 @@ def with_interval(metrics: dict[str, float], name: str) -> str:
     if low is None or high is None or np.isnan(low) or np.isnan(high):
         return f"{metrics[name]:.3f}"
     return f"{metrics[name]:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def acquisition_groups(rows: pd.DataFrame) -> dict[str, pd.Series]:
+    """What the manifest knows to split the test images by: pneumonia subtype, and how each
+    film was acquired (original size, colour mode, bit depth, the source's own split)."""
+    megapixels = rows["width"].astype(float) * rows["height"].astype(float) / 1e6
+    size = pd.cut(
+        megapixels, [0, 1, 2, 4, np.inf], right=False, labels=["<1", "1-2", "2-4", ">=4"]
+    ).astype(str)
+    return {
+        "subtype": rows["subtype"].fillna("normal").astype(str),
+        "megapixels": size,
+        "mode": rows["mode"].astype(str),
+        "bit_depth": rows["bit_depth"].astype(str),
+        "source_split": rows["source_split"].astype(str),
+    }
+
+
+def subgroup_table(
+    rows: pd.DataFrame,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    resamples: int = 500,
+) -> pd.DataFrame:
+    """One row per subgroup of each `acquisition_groups` grouping: its count, positives, and
+    each metric with its patient-bootstrap interval (NaN where the subgroup cannot define it,
+    e.g. specificity among viral pneumonia)."""
+    labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
+    patients = rows["patient_id"].astype(str).to_numpy()
+    records = []
+    for grouping, values in acquisition_groups(rows).items():
+        for value in sorted(values.unique()):
+            mask = (values == value).to_numpy()
+            point = rate_metrics(labels[mask], scores[mask], threshold)
+            intervals = bootstrap_intervals(
+                labels[mask], scores[mask], threshold, patients[mask], resamples
+            )
+            records.append(
+                {"grouping": grouping, "group": value, "n": int(mask.sum()),
+                 "positives": int(labels[mask].sum()), **point, **interval_columns(intervals)}
+            )  # fmt: skip
+    return pd.DataFrame(records)

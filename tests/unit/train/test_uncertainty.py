@@ -4,6 +4,7 @@ and treat a patient's films as one case."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.train.uncertainty import (
@@ -11,6 +12,7 @@ from pipeline.train.uncertainty import (
     interval_columns,
     patient_groups,
     rate_metrics,
+    subgroup_table,
 )
 
 
@@ -64,3 +66,31 @@ def test_rates_match_hand_counts() -> None:
     assert rate_metrics(labels, scores, 0.5) == pytest.approx(
         {"roc_auc": 5 / 6, "sensitivity": 2 / 3, "specificity": 1 / 2, "ppv": 2 / 3, "npv": 1 / 2}
     )
+
+
+def test_subgroups_count_their_images_and_leave_undefined_metrics_empty() -> None:
+    labels, scores, ids = cohort(80)
+    rows = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "subtype": np.where(
+                labels == 1, np.where(np.arange(160) % 4 < 2, "bacteria", "virus"), None
+            ),
+            "width": np.where(np.arange(160) < 100, 900, 2000),
+            "height": np.where(np.arange(160) < 100, 800, 1500),
+            "mode": "L",
+            "bit_depth": 8,
+            "source_split": np.where(np.arange(160) % 2 == 0, "train", "test"),
+        }
+    )
+    table = subgroup_table(rows, labels, scores, 0.5, resamples=100).set_index(
+        ["grouping", "group"]
+    )
+    assert (
+        table.loc[("megapixels", "<1"), "n"] == 100 and table.loc[("megapixels", "2-4"), "n"] == 60
+    )
+    assert table.loc[("subtype", "normal"), "positives"] == 0
+    virus = table.loc[("subtype", "virus")]
+    assert virus["n"] == virus["positives"] and np.isnan(virus["specificity"])
+    assert virus["sensitivity_ci_low"] <= virus["sensitivity"] <= virus["sensitivity_ci_high"]
+    assert table.groupby(level="grouping")["n"].sum().eq(160).all()
