@@ -163,9 +163,9 @@ def rescore_task(kind: str, data: PreparedData, settings: Settings) -> ChampionS
 
 @step("gate", COMPUTE)
 def gate_task(
-    evaluation: Evaluation, champion: ChampionScore | None, settings: Settings
+    evaluation: Evaluation, champion: ChampionScore | None, data: PreparedData, settings: Settings
 ) -> GateDecision:
-    return gate_model(evaluation, champion, settings)
+    return gate_model(evaluation, champion, data, settings)
 
 
 # Never retried: a retry after the version was created would register a second one.
@@ -247,7 +247,7 @@ def evaluate_gate_register(
     with champion_guard(settings, f"register {kind}"):
         with timed(phase, "rescore_champion"):
             champion = rescore_task(kind, data, settings)
-        decision = gate_task(evaluation, champion, settings)
+        decision = gate_task(evaluation, champion, data, settings)
         get_run_logger().info("%s gate: %s", kind, decision.summary())
         with timed(phase, "register"):
             registered = register_task(

@@ -148,7 +148,9 @@ class GateConfig(BaseModel):
     min_auc: float = Field(0.75, ge=0, le=1)
     min_sensitivity: float = Field(0.8, ge=0, le=1)
     min_specificity: float = Field(0.5, ge=0, le=1)
-    max_auc_drop: float = Field(0.01, ge=0, le=1, description="tolerated AUC drop vs champion")
+    # Non-inferiority margin: the 95 % interval of (candidate - champion) AUC on the same test
+    # images, by paired patient bootstrap, must lie above -max_auc_drop.
+    max_auc_drop: float = Field(0.01, ge=0, le=1, description="AUC non-inferiority margin")
     min_score_range: float = Field(
         0.02, ge=0, le=1, description="test scores closer together than this: a collapsed model"
     )

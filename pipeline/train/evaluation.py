@@ -32,6 +32,7 @@ class Evaluation:
     report: str
     artifacts: list[Path] = field(default_factory=list)
     collapsed: str | None = None  # why the model counts as collapsed (`collapse_note`)
+    test_scores: np.ndarray | None = None  # per test image, for the paired champion comparison
 
 
 def evaluate_candidate(
@@ -88,7 +89,7 @@ def evaluate_candidate(
         artifacts.append(
             plot_training_curves(trained.history, out_dir / "training_curves.png", trained.kind)
         )
-    return Evaluation(threshold, rule, metrics, report, artifacts, collapsed)
+    return Evaluation(threshold, rule, metrics, report, artifacts, collapsed, test_scores)
 
 
 def pick_examples(labels: np.ndarray, predicted: np.ndarray, per_group: int = 2) -> list[int]:
@@ -128,6 +129,7 @@ def plot_gradcam_examples(
 class ChampionScore:
     version: str
     metrics: dict[str, float]
+    scores: np.ndarray | None = None  # per test image, in the candidate's test order
 
 
 def rescore_champion(
@@ -141,4 +143,4 @@ def rescore_champion(
     threshold = threshold_of(current)
     scores = predict_files(model, data.test.paths)
     metrics = compute_metrics(data.test.labels, scores, threshold, data.test.rows["subtype"])
-    return ChampionScore(str(current.version), metrics)
+    return ChampionScore(str(current.version), metrics, scores)

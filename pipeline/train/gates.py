@@ -1,7 +1,8 @@
 """Evaluation gate: a pure function from metrics to a decision with reasons.
 
-TFX-style: absolute floors, plus no regression against the current champion beyond a tolerance.
-The champion's metrics must come from re-scoring it on the same test split as the candidate.
+TFX-style: absolute floors, plus no regression against the current champion: a non-inferiority
+test of the AUC difference on the same test images (paired patient bootstrap, `compare_auc`)
+with a margin. The champion's scores must come from re-scoring it on the candidate's test split.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 
 from pipeline.settings import GateConfig
 from pipeline.train.metrics import collapse_note
+from pipeline.train.uncertainty import AucComparison
 
 
 @dataclass(frozen=True)
@@ -22,13 +24,19 @@ class GateDecision:
 
 
 def decide_gate(
-    candidate: dict[str, float], champion: dict[str, float] | None, cfg: GateConfig
+    candidate: dict[str, float],
+    champion: dict[str, float] | None,
+    cfg: GateConfig,
+    comparison: AucComparison | None = None,
 ) -> GateDecision:
-    """Pass only if every floor holds, the model has not collapsed to one constant score, and the
-    AUC is not below the champion's by more than allowed.
+    """Pass only if every floor holds, the model has not collapsed to one constant score, and it
+    is not worse than the champion.
 
-    With no champion the regression check is skipped (the first passing version becomes
-    champion). A NaN metric (e.g. a test split with one class) fails its floor.
+    "Not worse": with `comparison`, the 95 % interval of the AUC difference lies above
+    -`max_auc_drop` (non-inferiority, shown, not assumed: a test split too small to show it
+    fails); without one, the point AUC is within that margin of the champion's. With no champion
+    the check is skipped (the first passing version becomes champion). A NaN metric (e.g. a test
+    split with one class) fails its floor.
     """
     failures: list[str] = []
     notes: list[str] = []
@@ -48,6 +56,11 @@ def decide_gate(
         failures.insert(0, collapsed)
     if champion is None:
         notes.append("no champion yet: regression check skipped")
+    elif comparison is not None:
+        if comparison.non_inferior:
+            notes.append(f"non-inferior: {comparison.describe()}")
+        else:
+            failures.append(f"non-inferiority not shown: {comparison.describe()}")
     else:
         allowed = champion["roc_auc"] - cfg.max_auc_drop
         line = (

@@ -28,6 +28,7 @@ from pipeline.train.gates import GateDecision, decide_gate
 from pipeline.train.inputs import PreparedData, prepare_data
 from pipeline.train.models import inference_copy
 from pipeline.train.plots import plot_augmentation_grid
+from pipeline.train.uncertainty import compare_auc
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,20 @@ def rescore_current_champion(
 
 
 def gate_model(
-    evaluation: Evaluation, champion: ChampionScore | None, settings: Settings
+    evaluation: Evaluation, champion: ChampionScore | None, data: PreparedData, settings: Settings
 ) -> GateDecision:
-    return decide_gate(evaluation.metrics, champion.metrics if champion else None, settings.gates)
+    comparison = None
+    if champion is not None and champion.scores is not None and evaluation.test_scores is not None:
+        comparison = compare_auc(
+            data.test.labels,
+            evaluation.test_scores,
+            champion.scores,
+            data.test.rows["patient_id"].astype(str).tolist(),
+            settings.gates.max_auc_drop,
+        )
+    return decide_gate(
+        evaluation.metrics, champion.metrics if champion else None, settings.gates, comparison
+    )
 
 
 def register_model(

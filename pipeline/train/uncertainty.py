@@ -8,6 +8,7 @@ patients with replacement and takes every image of each drawn patient.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -139,3 +140,71 @@ def subgroup_table(
                  "positives": int(labels[mask].sum()), **point, **interval_columns(intervals)}
             )  # fmt: skip
     return pd.DataFrame(records)
+
+
+@dataclass(frozen=True)
+class AucComparison:
+    """Candidate minus champion AUC on the same test images, with its paired patient-bootstrap
+    interval, judged against a non-inferiority margin."""
+
+    difference: float
+    low: float
+    high: float
+    p_value: float  # share of resamples at or below -margin: how likely "inferior" still is
+    margin: float
+
+    @property
+    def non_inferior(self) -> bool:
+        """The whole 95 % interval lies above -margin (NaN, too few usable resamples: False)."""
+        return bool(self.low > -self.margin)
+
+    def describe(self) -> str:
+        if np.isnan(self.low):
+            return (
+                f"AUC difference {self.difference:+.3f} vs champion, no interval (the test split "
+                "has too few patients of one class to resample)"
+            )
+        return (
+            f"AUC difference {self.difference:+.3f} vs champion [95 % CI {self.low:+.3f}, "
+            f"{self.high:+.3f}], margin -{self.margin:.3f}, p {self.p_value:.3f}"
+        )
+
+
+def compare_auc(
+    labels: np.ndarray,
+    candidate: np.ndarray,
+    champion: np.ndarray,
+    patients: Sequence[str],
+    margin: float,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> AucComparison:
+    """Paired bootstrap of the AUC difference: each resample draws patients and scores both
+    models on the same images, so what they share does not widen the interval."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels).astype(int)
+    candidate, champion = np.asarray(candidate, float), np.asarray(champion, float)
+
+    def difference(index: np.ndarray) -> float:
+        picked = labels[index]
+        if picked.min() == picked.max():
+            return float("nan")
+        return roc_auc_score(picked, candidate[index]) - roc_auc_score(picked, champion[index])
+
+    groups = patient_groups(patients)
+    rng = np.random.default_rng(seed)
+    draws = np.array(
+        [
+            difference(
+                np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))])
+            )
+            for _ in range(resamples if groups else 0)
+        ]
+    )
+    draws = draws[~np.isnan(draws)]
+    point = difference(np.arange(len(labels))) if len(labels) else float("nan")
+    if len(draws) * 2 < resamples:
+        return AucComparison(point, float("nan"), float("nan"), float("nan"), margin)
+    low, high = np.quantile(draws, [0.025, 0.975])
+    return AucComparison(point, float(low), float(high), float(np.mean(draws <= -margin)), margin)

@@ -94,3 +94,36 @@ def test_subgroups_count_their_images_and_leave_undefined_metrics_empty() -> Non
     assert virus["n"] == virus["positives"] and np.isnan(virus["specificity"])
     assert virus["sensitivity_ci_low"] <= virus["sensitivity"] <= virus["sensitivity_ci_high"]
     assert table.groupby(level="grouping")["n"].sum().eq(160).all()
+
+
+def test_non_inferiority_passes_a_model_against_itself_and_fails_a_clearly_worse_one() -> None:
+    from pipeline.settings import GateConfig
+    from pipeline.train.gates import decide_gate
+    from pipeline.train.uncertainty import compare_auc
+
+    labels, scores, ids = cohort(300)
+    rng = np.random.default_rng(7)
+    worse = np.clip(scores + rng.normal(0, 0.35, len(scores)), 0, 1)  # much noisier ranking
+    metrics = {"roc_auc": 0.9, "sensitivity": 0.9, "specificity": 0.9}
+    cfg = GateConfig(max_auc_drop=0.01)
+
+    itself = compare_auc(labels, scores, scores, ids, margin=0.01, resamples=300)
+    assert itself.difference == 0 and itself.low == itself.high == 0 and itself.non_inferior
+    passed = decide_gate(metrics, metrics, cfg, itself)
+    assert passed.passed and passed.reasons[-1].startswith("non-inferior: AUC difference +0.000")
+
+    clearly_worse = compare_auc(labels, worse, scores, ids, margin=0.01, resamples=300)
+    assert clearly_worse.high < 0 and clearly_worse.p_value > 0.95
+    failed = decide_gate(metrics, metrics, cfg, clearly_worse)
+    assert not failed.passed
+    assert failed.reasons[0].startswith("non-inferiority not shown: AUC difference -")
+    assert "margin -0.010, p " in failed.reasons[0]
+
+
+def test_a_split_too_small_to_resample_cannot_show_non_inferiority() -> None:
+    from pipeline.train.uncertainty import compare_auc
+
+    labels = np.array([1, 1, 1, 0])
+    scores = np.array([0.9, 0.8, 0.7, 0.1])
+    same = compare_auc(labels, scores, scores, ["a", "a", "a", "b"], margin=0.01, resamples=200)
+    assert not same.non_inferior and "no interval" in same.describe()
