@@ -12,14 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn import metrics as skm
 
 INTERVAL_METRICS = ("roc_auc", "sensitivity", "specificity", "ppv", "npv")
 
 
 def rate_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
     """AUC and the four rates at `threshold`; NaN where the sample leaves one undefined."""
-    from sklearn import metrics as skm
-
     predicted = scores >= threshold
     positive = labels == 1
     tp, fn = np.sum(predicted & positive), np.sum(~predicted & positive)
@@ -181,8 +180,6 @@ def compare_auc(
 ) -> AucComparison:
     """Paired bootstrap of the AUC difference: each resample draws patients and scores both
     models on the same images, so what they share does not widen the interval."""
-    from sklearn.metrics import roc_auc_score
-
     labels = np.asarray(labels).astype(int)
     candidate, champion = np.asarray(candidate, float), np.asarray(champion, float)
 
@@ -190,7 +187,9 @@ def compare_auc(
         picked = labels[index]
         if picked.min() == picked.max():
             return float("nan")
-        return roc_auc_score(picked, candidate[index]) - roc_auc_score(picked, champion[index])
+        return skm.roc_auc_score(picked, candidate[index]) - skm.roc_auc_score(
+            picked, champion[index]
+        )
 
     groups = patient_groups(patients)
     rng = np.random.default_rng(seed)
