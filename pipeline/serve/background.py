@@ -98,15 +98,20 @@ class LogSpool:
         return sorted(self.root.rglob("*.parquet")) if self.root.is_dir() else []
 
     def add(self, key: str, data: bytes, rows: int) -> bool:
-        """Keep one object; False (nothing written) when it would pass `max_rows`."""
+        """Keep one object; False (nothing kept) when it would pass `max_rows`, or when the
+        spool itself cannot be written (disk full, folder not writable: logged)."""
         with self.lock:
             if self.rows + rows > self.max_rows:
                 return False
             target = self.root / key
-            target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_suffix(".partial")
-            partial.write_bytes(data)
-            partial.replace(target)  # a crash mid-write leaves no half object to flush
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial.write_bytes(data)
+                partial.replace(target)  # a crash mid-write leaves no half object to flush
+            except OSError as exc:
+                logger.error("inference log: cannot write the spool at %s: %s", target, exc)
+                return False
             self.rows += rows
             return True
 
@@ -170,7 +175,12 @@ class InferenceLogWriter:
             while not self.pending.empty():
                 batch.append(self.pending.get_nowait())
             for prefix in dict.fromkeys(prefix for prefix, _ in batch):
-                self.write(prefix, [rows for p, rows in batch if p == prefix])
+                frames = [rows for p, rows in batch if p == prefix]
+                try:
+                    self.write(prefix, frames)
+                except Exception:  # the writer must outlive any one bad batch
+                    self.lost_rows += sum(len(rows) for rows in frames)
+                    logger.exception("inference log: a %s batch could not be written", prefix)
             if self.spool.rows and time.monotonic() >= self.next_flush:
                 self.flush()
 
@@ -191,14 +201,14 @@ class InferenceLogWriter:
         self.keep(key, data, len(rows))
 
     def keep(self, key: str, data: bytes, rows: int) -> None:
-        """Spool one object; when the spool is full the rows are lost, loudly."""
+        """Spool one object; when the spool is full (or unwritable) the rows are lost, loudly."""
         if self.spool.add(key, data, rows):
             logger.warning("inference log: %d rows spooled locally (%s)", rows, self.last_error)
             return
         self.lost_rows += rows
         logger.error(
             "inference log: %d rows LOST: the store refuses writes (%s) and the local spool "
-            "holds its limit of %d rows",
+            "is full (limit %d rows) or cannot be written",
             rows,
             self.last_error,
             self.spool.max_rows,

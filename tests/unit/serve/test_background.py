@@ -125,3 +125,31 @@ def test_the_holder_error_is_redacted() -> None:
     holder = ChampionHolder(load=lambda: None, resolve_version=refuse)
     holder.refresh()
     assert holder.last_error == "ConnectionError: cannot reach http://admin:***@mlflow:5000"
+
+
+def test_an_unwritable_spool_loses_rows_loudly_and_the_writer_lives_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Outage(tmp_path / "store")
+    (tmp_path / "blocked").write_text("a file where the spool folder should be")
+    writer = InferenceLogWriter(
+        store, LogSpool(tmp_path / "blocked" / "spool", 1000), attempts=1, backoff_seconds=0
+    )
+    store.down = True
+    writer.submit(rows(3))
+    writer.submit(pd.DataFrame({"image": [object()]}), "rejected-log")  # Parquet refuses it
+    stop = threading.Event()
+    thread = threading.Thread(target=writer.run, args=(stop, 0.05))
+    with caplog.at_level(logging.ERROR):
+        thread.start()
+        try:
+            wait_until(writer.status, lambda s: s["lost_rows"] == 4, timeout=10, what="4 lost")
+            store.down = False
+            writer.submit(rows(2, 3))
+            wait_until(lambda: writer.written[LOG_PREFIX], lambda n: n == 2, timeout=10,
+                       what="the writer still writing")  # fmt: skip
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    assert "cannot write the spool" in caplog.text and "3 rows LOST" in caplog.text
+    assert "a rejected-log batch could not be written" in caplog.text
