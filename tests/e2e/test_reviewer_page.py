@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from flows.ui import free_port, is_up
+from pipeline.serve.auth import hash_key
 from tests import processes
 from tests.browser import chromium
 from tests.conftest import REPO, SAMPLE
@@ -24,8 +25,12 @@ IMAGES = [
 ]
 
 
+API_KEY = "pk_reviewer-page-test-key-0123456789abcdef"
+
+
 @pytest.fixture
-def service_url(trained: Trained, tmp_path: Path):
+def service_url(trained: Trained, tmp_path: Path, request: pytest.FixtureRequest):
+    """`pneumo serve` on a free port; with `indirect` parameter True, it asks for `API_KEY`."""
     port = free_port()
     env = {
         key: value
@@ -33,6 +38,9 @@ def service_url(trained: Trained, tmp_path: Path):
         if not key.startswith(("PNEUMO_", "MLFLOW_", "PREFECT_API"))
     }
     env |= trained.env | {"PYTHONPATH": str(REPO), "PNEUMO_SERVE_MAX_UPLOAD_BYTES": "3000000"}
+    if getattr(request, "param", False):
+        (tmp_path / "api-keys").write_text(hash_key(API_KEY) + "\n")
+        env["PNEUMO_SERVE_API_KEYS_FILE"] = str(tmp_path / "api-keys")
     command = [sys.executable, "-m", "flows.cli", "serve", "--port", str(port)]
     log = tmp_path / "serve.log"
     url = f"http://127.0.0.1:{port}"
@@ -80,4 +88,30 @@ def test_reviewers_drop_xrays_and_see_label_probability_and_gradcam(
             )
             overlay = card.get_by_test_id("gradcam")
             assert overlay.evaluate("img => img.complete && img.naturalWidth") > 0
+        browser.close()
+
+
+@pytest.mark.parametrize("service_url", [True], indirect=True)
+def test_a_service_with_api_keys_asks_for_one_and_works_once_it_is_given(
+    service_url: str,
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium())
+        page = browser.new_page()
+        page.goto(f"{service_url}/")
+        model = page.get_by_test_id("model")
+        expect(model).to_contain_text("an API key is required", timeout=30_000)
+        page.get_by_test_id("key").fill(API_KEY)
+        page.get_by_test_id("key").dispatch_event("change")
+        expect(model).to_contain_text("pneumonia-resnet version", timeout=30_000)
+        page.get_by_test_id("files").set_input_files(IMAGES[:1])
+        card = page.get_by_test_id("result")
+        expect(card.get_by_test_id("label")).to_have_text(
+            re.compile(r"^(NORMAL|PNEUMONIA)$"), timeout=120_000
+        )
+        expect(card.get_by_test_id("gradcam")).to_have_count(1, timeout=120_000)
+        page.reload()  # the key stays for the tab
+        expect(page.get_by_test_id("model")).to_contain_text("pneumonia-resnet", timeout=30_000)
         browser.close()
