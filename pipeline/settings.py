@@ -300,15 +300,14 @@ class SettingsError(ValueError):
     """Settings that do not validate, described by variable name with every secret masked."""
 
 
-def load_settings(**overrides) -> Settings:
-    """Settings from the environment (and `overrides`), or a `SettingsError` naming each bad
-    variable.
+def load_settings() -> Settings:
+    """Settings from the environment, or a `SettingsError` naming each bad variable.
 
     Pydantic's own message quotes the whole input, S3 keys included, and would carry them into
     terminals and Prefect logs; this one shows a value only for a setting that is not secret.
     """
     try:
-        return Settings(**overrides)
+        return Settings()
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

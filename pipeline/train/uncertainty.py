@@ -7,7 +7,7 @@ patients with replacement and takes every image of each drawn patient.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +47,26 @@ def patient_groups(patients: Sequence[str]) -> list[np.ndarray]:
     return np.split(order, bounds)
 
 
+def patient_resamples(patients: Sequence[str], resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """The image indices of each bootstrap resample: patients drawn with replacement, each with
+    every one of its images. An empty split has nothing to resample."""
+    groups = patient_groups(patients)
+    rng = np.random.default_rng(seed)
+    for _ in range(resamples if groups else 0):
+        yield np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))])
+
+
+def percentile_interval(
+    values: Sequence[float], resamples: int, level: float = 0.95
+) -> tuple[float, float]:
+    """The percentile interval of the defined values of `resamples` draws; (NaN, NaN) when
+    fewer than half of them were defined, rather than a misleading range."""
+    if len(values) * 2 < resamples:
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2
+    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
+
+
 def bootstrap_intervals(
     labels: np.ndarray,
     scores: np.ndarray,
@@ -58,27 +78,16 @@ def bootstrap_intervals(
 ) -> dict[str, tuple[float, float]]:
     """Percentile intervals of `INTERVAL_METRICS` over patient-level resamples.
 
-    A resample in which a metric is undefined (no negatives, say) is left out of that metric;
-    a metric defined in fewer than half of them gets (NaN, NaN) rather than a misleading range.
+    A resample in which a metric is undefined (no negatives, say) is left out of that metric
+    (see `percentile_interval`).
     """
     labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
-    groups = patient_groups(patients)
-    rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {name: [] for name in INTERVAL_METRICS}
-    for _ in range(resamples if groups else 0):  # an empty split has nothing to resample
-        chosen = np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))])
+    for chosen in patient_resamples(patients, resamples, seed):
         for name, value in rate_metrics(labels[chosen], scores[chosen], threshold).items():
             if not np.isnan(value):
                 draws[name].append(value)
-    tail = (1 - level) / 2
-    return {
-        name: (
-            (float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail)))
-            if len(values) * 2 >= resamples
-            else (float("nan"), float("nan"))
-        )
-        for name, values in draws.items()
-    }
+    return {name: percentile_interval(values, resamples, level) for name, values in draws.items()}
 
 
 def interval_columns(intervals: dict[str, tuple[float, float]]) -> dict[str, float]:
@@ -191,19 +200,11 @@ def compare_auc(
             picked, champion[index]
         )
 
-    groups = patient_groups(patients)
-    rng = np.random.default_rng(seed)
-    draws = np.array(
-        [
-            difference(
-                np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))])
-            )
-            for _ in range(resamples if groups else 0)
-        ]
-    )
+    resampled = patient_resamples(patients, resamples, seed)
+    draws = np.array([difference(chosen) for chosen in resampled])
     draws = draws[~np.isnan(draws)]
     point = difference(np.arange(len(labels))) if len(labels) else float("nan")
-    if len(draws) * 2 < resamples:
-        return AucComparison(point, float("nan"), float("nan"), float("nan"), margin)
-    low, high = np.quantile(draws, [0.025, 0.975])
-    return AucComparison(point, float(low), float(high), float(np.mean(draws <= -margin)), margin)
+    low, high = percentile_interval(draws, resamples)
+    if np.isnan(low):
+        return AucComparison(point, low, high, float("nan"), margin)
+    return AucComparison(point, low, high, float(np.mean(draws <= -margin)), margin)
