@@ -244,20 +244,35 @@ class RequestTooLargeError(HTTPException):
         super().__init__(413, detail=f"request body over the {max_bytes}-byte limit")
 
 
-class BodyLimit:
-    """ASGI middleware: refuse a request body over `max_bytes` before reading it (a declared
-    Content-Length) or as soon as the streamed bytes pass it (chunked uploads).
+class HttpMiddleware:
+    """An ASGI middleware that looks at HTTP requests only (`handle`); lifespan and other
+    messages pass straight through."""
 
-    Without it Starlette spools a whole multipart body to disk before any route can look at it.
-    """
-
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app) -> None:
+        self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope, receive, send) -> None:
+        raise NotImplementedError
+
+
+class BodyLimit(HttpMiddleware):
+    """Refuse a request body over `max_bytes` before reading it (a declared Content-Length) or
+    as soon as the streamed bytes pass it (chunked uploads).
+
+    Without it Starlette spools a whole multipart body to disk before any route can look at it.
+    """
+
+    def __init__(self, app, max_bytes: int) -> None:
+        super().__init__(app)
+        self.max_bytes = max_bytes
+
+    async def handle(self, scope, receive, send) -> None:
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
             error = RequestTooLargeError(self.max_bytes)
@@ -281,15 +296,16 @@ class BodyLimit:
 OPEN_PATHS = frozenset({"/health", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
 
 
-class ApiKeys:
-    """ASGI middleware: every route but `OPEN_PATHS` needs a known API key, checked before the
-    body is read. No hashes: no key asked for (loopback-only use, see `pneumo serve`)."""
+class ApiKeys(HttpMiddleware):
+    """Every route but `OPEN_PATHS` needs a known API key, checked before the body is read. No
+    hashes: no key asked for (loopback-only use, see `pneumo serve`)."""
 
     def __init__(self, app, hashes: frozenset[str]) -> None:
-        self.app, self.hashes = app, hashes
+        super().__init__(app)
+        self.hashes = hashes
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not self.hashes or scope["path"] in OPEN_PATHS:
+    async def handle(self, scope, receive, send) -> None:
+        if not self.hashes or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         key = presented_key(dict(scope["headers"]))
@@ -305,18 +321,16 @@ class ApiKeys:
         await self.app(scope, receive, send)
 
 
-class RequestTimeout:
-    """ASGI middleware: a request not answered within `seconds` gets a 504 (a slow upload, a
-    queue for the model). A model call already running finishes in its thread and then frees
-    the model lock; its answer is dropped."""
+class RequestTimeout(HttpMiddleware):
+    """A request not answered within `seconds` gets a 504 (a slow upload, a queue for the
+    model). A model call already running finishes in its thread and then frees the model lock;
+    its answer is dropped."""
 
     def __init__(self, app, seconds: float) -> None:
-        self.app, self.seconds = app, seconds
+        super().__init__(app)
+        self.seconds = seconds
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope, receive, send) -> None:
         started = False
 
         async def tracked(message: dict) -> None:
