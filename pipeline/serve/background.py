@@ -135,16 +135,14 @@ class InferenceLogWriter:
     """Appends predictions (and refused uploads) to their logs from a background thread, off the
     request path.
 
-    A write the store refuses is retried, then kept in the local spool and written back once
-    the store answers again; rows are lost only when the spool is full, and then with an error
-    in the log and a count on /health and /metrics.
+    A write the store refuses (after the store's own retries) is kept in the local spool and
+    written back once the store answers again; rows are lost only when the spool is full, and
+    then with an error in the log and a count on /health and /metrics.
     """
 
     store: ObjectStore
     spool: LogSpool
     max_pending: int = 1000  # batches waiting in memory; more go straight to the spool
-    attempts: int = 3
-    backoff_seconds: float = 0.2
     max_flush_interval: float = 30.0
     pending: queue.Queue = field(init=False)
     written: Counter[str] = field(default_factory=Counter)  # rows per log prefix
@@ -185,20 +183,18 @@ class InferenceLogWriter:
                 self.flush()
 
     def write(self, prefix: str, frames: list[pd.DataFrame]) -> None:
+        """One object for the batch; a write the store refuses (after its own retries: S3's
+        back off over several attempts) goes to the spool."""
         rows = pd.concat(frames, ignore_index=True)
         key, data = log_object(rows, prefix=prefix)
-        for attempt in range(self.attempts):
-            try:
-                self.store.put(key, data)
-            except Exception as exc:  # a failed write must not kill the writer
-                self.report_failure(exc)
-                if attempt + 1 < self.attempts:
-                    time.sleep(self.backoff_seconds * 2**attempt)
-                continue
-            self.written[prefix] += len(rows)
-            self.failing = False
+        try:
+            self.store.put(key, data)
+        except Exception as exc:  # a failed write must not kill the writer
+            self.report_failure(exc)
+            self.keep(key, data, len(rows))
             return
-        self.keep(key, data, len(rows))
+        self.written[prefix] += len(rows)
+        self.failing = False
 
     def keep(self, key: str, data: bytes, rows: int) -> None:
         """Spool one object; when the spool is full (or unwritable) the rows are lost, loudly."""

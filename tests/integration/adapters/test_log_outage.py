@@ -33,7 +33,7 @@ def test_rows_logged_while_s3_is_down_reach_it_once_it_is_back(tmp_path: Path) -
             attempts=1, timeout_seconds=2,
         )  # fmt: skip
         store.ensure_buckets()
-        writer = InferenceLogWriter(store, LogSpool(tmp_path / "spool", 1000), attempts=1)
+        writer = InferenceLogWriter(store, LogSpool(tmp_path / "spool", 1000))
         stop = threading.Event()
         thread = threading.Thread(target=writer.run, args=(stop, 0.1))
         thread.start()

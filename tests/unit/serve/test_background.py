@@ -36,7 +36,7 @@ def rows(n: int, start: int = 0) -> pd.DataFrame:
 def writer_on(tmp_path: Path, max_rows: int = 1000) -> tuple[Outage, InferenceLogWriter]:
     store = Outage(tmp_path / "store")
     spool = LogSpool(tmp_path / "spool", max_rows)
-    return store, InferenceLogWriter(store, spool, attempts=2, backoff_seconds=0)
+    return store, InferenceLogWriter(store, spool)
 
 
 def test_rows_written_while_the_store_is_down_are_spooled_then_flushed(tmp_path: Path) -> None:
@@ -132,9 +132,7 @@ def test_an_unwritable_spool_loses_rows_loudly_and_the_writer_lives_on(
 ) -> None:
     store = Outage(tmp_path / "store")
     (tmp_path / "blocked").write_text("a file where the spool folder should be")
-    writer = InferenceLogWriter(
-        store, LogSpool(tmp_path / "blocked" / "spool", 1000), attempts=1, backoff_seconds=0
-    )
+    writer = InferenceLogWriter(store, LogSpool(tmp_path / "blocked" / "spool", 1000))
     store.down = True
     writer.submit(rows(3))
     writer.submit(pd.DataFrame({"image": [object()]}), "rejected-log")  # Parquet refuses it
