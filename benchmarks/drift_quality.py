@@ -39,10 +39,10 @@ from pipeline.adapters.backends import open_store
 from pipeline.adapters.registry import Registry
 from pipeline.data.ingest import discover_files, parse_patient_id
 from pipeline.data.manifest import load_manifest
+from pipeline.data.shifts import DRIFT_KINDS, shift_image
 from pipeline.monitor.batch import predict_batch
 from pipeline.monitor.champion import Champion, load_champion
 from pipeline.monitor.drift import apply_drift_rule, check_drift
-from pipeline.monitor.simulate import DRIFT_KINDS, shift_image
 from pipeline.monitor.steps import champion_cache
 from pipeline.settings import DriftConfig, Settings
 

@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 import typer
 
 from flows import output, runtime
-from pipeline.monitor.simulate import DriftKind  # numpy and PIL only: cheap at --help time
+from pipeline.data.shifts import DriftKind  # numpy and PIL only: cheap at --help time
 from pipeline.redact import redact, redact_logs, redact_streams
 from pipeline.settings import Settings, SettingsError
 from pipeline.settings import load_settings as read_settings
@@ -462,6 +462,93 @@ def promote(
     with reported(RegistryError, LockTimeoutError), champion_guard(settings, "promote"):
         moved = Registry.from_settings(settings).promote(model, version, reason, force=force)
     typer.echo(f"{model}: champion -> version {version}" + ("" if moved else " (already)"))
+
+
+def decide(
+    ctx: typer.Context, model: str, version: str, decision: str, by: str, reason: str
+) -> None:
+    """Send a decision to the flow run that waits for one on MODEL VERSION."""
+    import getpass
+
+    from flows.approval import send_decision
+    from pipeline.adapters.registry import Registry, RegistryError
+
+    settings = settings_of(ctx)
+    with reported(RegistryError, ValueError):
+        found = Registry.from_settings(settings).version(model, version)
+        status = found.tags.get("approval_status")
+        if status:
+            raise ValueError(f"{model} v{version} was already decided: {status}")
+        flow_run_id = found.tags.get("prefect_flow_run_id")
+        if not flow_run_id:
+            raise ValueError(f"{model} v{version} records no flow run that could wait for approval")
+        send_decision(flow_run_id, decision, by or getpass.getuser(), reason)  # type: ignore[arg-type]
+    typer.echo(
+        f"{model} v{version}: {decision} sent to flow run {flow_run_id}; the run records it"
+        + (" and moves champion" if decision == "approve" else "")
+    )
+
+
+By = Annotated[str, typer.Option(help="Who decides (default: your login); recorded.")]
+
+
+@app.command()
+def approve(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="pneumonia-resnet or pneumonia-cnn")],
+    version: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="Why; recorded on the version.")],
+    by: By = "",
+) -> None:
+    """Approve a version waiting for a person (PNEUMO_APPROVAL=required): it becomes champion."""
+    decide(ctx, model, version, "approve", by, reason)
+
+
+@app.command()
+def reject(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="pneumonia-resnet or pneumonia-cnn")],
+    version: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="Why; recorded on the version.")],
+    by: By = "",
+) -> None:
+    """Reject a version waiting for a person: the champion stays."""
+    decide(ctx, model, version, "reject", by, reason)
+
+
+@app.command()
+def card(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="pneumonia-resnet or pneumonia-cnn")],
+    version: Annotated[str | None, typer.Argument(help="Default: the champion.")] = None,
+    open_html: Annotated[
+        bool, typer.Option("--open", help="Open the HTML card in a browser instead.")
+    ] = False,
+) -> None:
+    """Print a version's model card (Markdown), or open its self-contained HTML."""
+    from pipeline.adapters.registry import Registry, RegistryError
+
+    settings = settings_of(ctx)
+    registry = Registry.from_settings(settings)
+    with reported(RegistryError, FileNotFoundError):
+        if version is None:
+            current = registry.champion_version(model)
+            if current is None:
+                raise RegistryError(f"{model} has no champion; name a VERSION")
+            version = str(current.version)
+        run_id = registry.version(model, version).run_id
+        kind = "html" if open_html else "md"
+        text = registry.read_run_file(run_id, f"model_card/model_card.{kind}").decode()
+    if not open_html:
+        typer.echo(text)
+        return
+    import webbrowser
+
+    path = settings.reports_dir / "cards" / f"{model}-v{version}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    typer.echo(f"model card: {path}")
+    webbrowser.open(path.resolve().as_uri())
 
 
 @app.command()

@@ -38,6 +38,11 @@ def ensure_work_pool(name: str) -> None:
             )
 
 
+def approval_of(settings: Settings) -> str:
+    """PNEUMO_APPROVAL if set, else `required`: the embedded default `auto` is for the demo."""
+    return settings.approval if "approval" in settings.model_fields_set else "required"
+
+
 def _deploy(flow, entrypoint: str, name: str, settings: Settings, **options) -> UUID:
     source = flow.from_source(source=str(REPO), entrypoint=entrypoint)
     return source.deploy(
@@ -49,6 +54,8 @@ def _deploy(flow, entrypoint: str, name: str, settings: Settings, **options) -> 
         # One run of each at a time; across deployments the champion lock serialises the moves.
         concurrency_limit=1,
         print_next_steps=False,
+        # A server deployment asks a person before moving champion unless told otherwise.
+        job_variables={"env": {"PNEUMO_APPROVAL": approval_of(settings)}},
         **options,
     )
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib.resources import files
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -128,6 +128,24 @@ async def metrics(state: State) -> str:
 @router.get("/model")
 async def model(champion: Serving) -> dict:
     return {**champion.info, "alias": CHAMPION, "threshold": champion.threshold}
+
+
+@router.get(
+    "/model/card",
+    response_class=HTMLResponse,
+    responses={200: {"content": {"text/markdown": {}}}, 404: {}},
+)
+async def model_card(champion: Serving, format: Literal["html", "markdown"] = "html") -> Response:
+    """The serving champion's model card: self-contained HTML, or Markdown."""
+    if not champion.card:
+        raise HTTPException(
+            404,
+            detail=f"{champion.name} v{champion.version} has no model card (registered "
+            "before cards existed)",
+        )
+    if format == "markdown":
+        return PlainTextResponse(champion.card["md"], media_type="text/markdown")
+    return HTMLResponse(champion.card["html"])
 
 
 @router.post("/predict")

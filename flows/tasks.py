@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import State
 
+from flows.approval import wait_for_approval
 from flows.guard import champion_guard
 from flows.output import progress_bar
 from pipeline.adapters.backends import is_transient, open_store
@@ -42,6 +43,7 @@ from pipeline.faults import checkpoint
 from pipeline.monitor.steps import DriftCheck, profile_reference, run_drift_check
 from pipeline.redact import redacting
 from pipeline.settings import Settings
+from pipeline.train.approval import ApprovalDecision, apply_decision, approval_request
 from pipeline.train.candidate import ModelOutcome, Registration
 from pipeline.train.evaluation import ChampionScore, Evaluation
 from pipeline.train.fit import TrainedModel
@@ -49,6 +51,7 @@ from pipeline.train.gates import GateDecision
 from pipeline.train.inputs import PreparedData
 from pipeline.train.steps import (
     RunContext,
+    adopt_calibrated,
     evaluate_model,
     fine_tune_champion,
     gate_model,
@@ -185,6 +188,16 @@ def register_task(
     )
 
 
+@step("apply-approval", IO)
+def approval_task(
+    registered: Registration,
+    answer: ApprovalDecision,
+    champion_at_gate: str | None,
+    settings: Settings,
+) -> Registration:
+    return apply_decision(Registry.from_settings(settings), registered, answer, champion_at_gate)
+
+
 @step("reference-profile", COMPUTE)
 def reference_task(trained: TrainedModel, data: PreparedData) -> Reference:
     # Held-out images, scored out-of-sample as production images will be: the training images
@@ -240,6 +253,7 @@ def evaluate_gate_register(
     kind, data, context = trained.kind, run.data, run.context
     with timed(phase, "evaluate"):
         evaluation = evaluate_task(trained, data, settings, context.run_dir / kind)
+    trained = adopt_calibrated(trained, evaluation)
     reference = None
     if kind == "resnet":  # the monitored model: its drift reference is registered with it
         with timed(phase, "reference_profile"):
@@ -254,6 +268,19 @@ def evaluate_gate_register(
                 trained, evaluation, decision, data, context, reference, settings
             )
     before = champion.version if champion else None
+    if registered.pending_approval:
+        request = approval_request(
+            registered,
+            evaluation.metrics,
+            before,
+            champion.metrics if champion else None,
+            decision.reasons,
+            registered.card_uri,
+        )
+        with timed(phase, "approval_wait"):
+            answer = wait_for_approval(request, settings.approval_timeout_seconds)
+        with champion_guard(settings, f"apply the approval of {kind}"):
+            registered = approval_task(registered, answer, before, settings)
     return ModelOutcome(kind, evaluation, decision, registered, trained, before, phase)
 
 

@@ -142,6 +142,17 @@ class ThresholdConfig(BaseModel):
     target_sensitivity: float = Field(0.98, gt=0, le=1)
 
 
+class CalibrationConfig(BaseModel):
+    """How the model's scores are mapped to probabilities, fitted on the validation split."""
+
+    # auto: Platt scaling unless isotonic regression's cross-validated ECE on val is lower by
+    # `isotonic_min_gain` (see pipeline.train.calibration).
+    method: Literal["auto", "platt", "isotonic", "none"] = "auto"
+    bins: int = Field(10, ge=2, le=100, description="equal-width bins of the ECE")
+    folds: int = Field(5, ge=2, le=20, description="patient-grouped folds comparing methods")
+    isotonic_min_gain: float = Field(0.01, ge=0, le=1)
+
+
 class GateConfig(BaseModel):
     """TFX-style gate: absolute floors and no regression against the current champion."""
 
@@ -203,7 +214,11 @@ class Settings(BaseSettings):
     profile: Literal["cpu-small", "full", "tiny"] = "cpu-small"
     train: TrainConfig | None = Field(None, description="overrides on top of the profile")
     threshold: ThresholdConfig = ThresholdConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
     gates: GateConfig = GateConfig()
+    # Test films per simulated shift in the model card's failure-mode table (0: none measured);
+    # costs shifts x this many predictions per model.
+    shift_check_images: int = Field(200, ge=0)
     mlflow_tracking_uri: str | None = Field(
         None, description="default: SQLite in the state directory (also read: MLFLOW_TRACKING_URI)"
     )
@@ -214,6 +229,11 @@ class Settings(BaseSettings):
     drift_cron: str = "0 6 * * *"
     retrain_cron: str = "0 4 * * 0"
     drift: DriftConfig = DriftConfig()
+    # required: a version that passed its gate becomes champion only once a person approves it
+    # (the flow pauses; `pneumo approve`/`reject` or the Prefect UI's form). Server deployments
+    # default to required (compose, `pneumo deploy`); the embedded demo keeps auto.
+    approval: Literal["auto", "required"] = "auto"
+    approval_timeout_seconds: int = Field(3 * 24 * 3600, ge=1, description="then: rejected")
     retrain_epochs: int = Field(2, ge=0, description="fine-tuning epochs when retraining")
     # Registration and promotion wait this long for another command that is moving `champion`.
     lock_timeout_s: float = Field(900.0, gt=0)

@@ -471,6 +471,30 @@ class Registry:
         self.client.log_artifact(run_id, str(path), artifact_path=artifact_path)
         return f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}/{path.name}"
 
+    def read_run_file(self, run_id: str, artifact_path: str) -> bytes:
+        """One artifact file of a run, read whole (cards and figures: small)."""
+        from mlflow.exceptions import MlflowException
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self.client.download_artifacts(run_id, artifact_path, tmp)
+            except (MlflowException, OSError) as exc:
+                raise FileNotFoundError(
+                    f"run {run_id} has no artifact {artifact_path}: {exc}"
+                ) from None
+            return Path(path).read_bytes()
+
+    def set_description(self, name: str, version: str, description: str) -> None:
+        self.client.update_model_version(name, version, description=description[:4900])
+
+    def set_version_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
+        """Tags on the version and on its run, as registration writes them."""
+        found = self.version(name, version)
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, version, key, value)
+            if found.run_id:
+                self.client.set_tag(found.run_id, key, value)
+
     def version_info(self, name: str, version: str) -> dict:
         """What a person asks of a served version: tags that matter and its test metrics."""
         found = self.version(name, version)

@@ -29,6 +29,9 @@ class Champion:
     projection: Projection
     reference: pd.DataFrame
     info: dict = field(default_factory=dict)
+    # The version's model card {"html": ..., "md": ...}; empty for versions registered before
+    # cards existed.
+    card: dict[str, str] = field(default_factory=dict)
     probe: object = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -59,4 +62,16 @@ def load_champion(registry: Registry, cache_dir: Path, name: str = MONITORED_MOD
         projection=projection,
         reference=reference,
         info=registry.version_info(name, version),
+        card=read_card(registry, current.run_id),
     )
+
+
+def read_card(registry: Registry, run_id: str) -> dict[str, str]:
+    """The model card's HTML and Markdown, or {} if the version has none."""
+    try:
+        return {
+            kind: registry.read_run_file(run_id, f"model_card/model_card.{kind}").decode()
+            for kind in ("html", "md")
+        }
+    except FileNotFoundError:
+        return {}

@@ -8,6 +8,13 @@ from pathlib import Path
 
 from pipeline.adapters.registry import Candidate
 from pipeline.settings import Settings
+from pipeline.train.card import (
+    calibration_entry,
+    now_iso,
+    records,
+    split_counts,
+    threshold_why,
+)
 from pipeline.train.evaluation import Evaluation
 from pipeline.train.fit import TrainedModel
 from pipeline.train.gates import GateDecision
@@ -35,6 +42,7 @@ def build_candidate(
         "weights_source": trained.weights_source,
         "threshold": repr(float(evaluation.threshold)),  # full precision: served as evaluated
         "threshold_rule": evaluation.threshold_rule,
+        "calibration": evaluation.calibration.describe(),
         "gate_passed": str(decision.passed).lower(),
         "gate_reasons": "; ".join(decision.reasons)[:4900],
         "profile": settings.profile,
@@ -46,6 +54,7 @@ def build_candidate(
         "image_size": spec.size,
         **{f"augment_{k}": v for k, v in cfg.augment.model_dump().items()},
         "threshold_rule": settings.threshold.rule,
+        "calibration_method": settings.calibration.method,
         "target_sensitivity": settings.threshold.target_sensitivity,
         "train_images": len(data.train.paths),
         "val_images": len(data.val.paths),
@@ -97,7 +106,8 @@ def describe_version(
         f"{len(data.val.paths)} val, {len(data.test.paths)} test images). Test (95 % CI by "
         f"patient bootstrap): AUC {with_interval(m, 'roc_auc')}, sensitivity "
         f"{with_interval(m, 'sensitivity')}, specificity {with_interval(m, 'specificity')} at "
-        f"threshold {evaluation.threshold:.3f}. Gate "
+        f"threshold {evaluation.threshold:.3f} (calibrated: {evaluation.calibration.describe()}; "
+        f"test ECE {m['ece_uncalibrated']:.3f} -> {m['ece']:.3f}). Gate "
         f"{decision.summary()}"
     )[:4900]
 
@@ -124,6 +134,9 @@ class Registration:
     version: str
     run_id: str
     champion: bool
+    pending_approval: bool = False  # passed its gate, waits for a person (PNEUMO_APPROVAL)
+    card_uri: str = ""
+    approval: str = ""  # the person's decision, e.g. "approved by ana"
 
 
 @dataclass
@@ -171,7 +184,12 @@ def summarise(
             f"{with_interval(m, 'specificity')}, PPV {with_interval(m, 'ppv')}, NPV "
             f"{with_interval(m, 'npv')}, accuracy {m['accuracy']:.3f} at threshold "
             f"{o.evaluation.threshold:.3f}",
+            f"- calibration: {o.evaluation.calibration.describe()}; test ECE "
+            f"{m['ece_uncalibrated']:.3f} -> {m['ece']:.3f}, Brier {m['brier_uncalibrated']:.3f} "
+            f"-> {m['brier']:.3f}",
             f"- gate: {'; '.join(o.decision.reasons)}",
+            *([f"- approval: {o.registered.approval}"] if o.registered.approval else []),
+            f"- model card: {o.registered.card_uri}",
             f"- weights: {o.trained.weights_source}",
         ]
         models[o.kind] = {
@@ -203,4 +221,46 @@ def summarise(
         "timings": timings,
         "report_dir": str(run_dir),
         "markdown": "\n".join(lines),
+    }
+
+
+def collect_card(
+    registered: Registration,
+    trained: TrainedModel,
+    evaluation: Evaluation,
+    decision: GateDecision,
+    data: PreparedData,
+    settings: Settings,
+    provenance: dict[str, str],
+    approval: dict[str, str],
+) -> dict:
+    """Everything the model card shows, as measured by this run (JSON-able)."""
+    kind = "CNN from scratch" if trained.kind == "cnn" else "ResNet50, ImageNet transfer learning"
+    return {
+        "model": registered.model,
+        "version": registered.version,
+        "run_id": registered.run_id,
+        "created": now_iso(),
+        "architecture": f"{kind}, {input_spec(trained.model).size} px grayscale input",
+        "weights_source": trained.weights_source,
+        "git_commit": git_commit(),
+        "data": {
+            "manifest_id": provenance["manifest_id"],
+            "gx_result": provenance["gx_result"],
+            "splits": {
+                name: split_counts(part.rows, part.labels)
+                for name, part in (("train", data.train), ("val", data.val), ("test", data.test))
+            },
+        },
+        "metrics": evaluation.metrics,
+        "threshold": {
+            "value": evaluation.threshold,
+            "rule": evaluation.threshold_rule,
+            "why": threshold_why(settings.threshold),
+        },
+        "calibration": calibration_entry(evaluation.calibration, data.val.labels),
+        "gate": {"passed": decision.passed, "reasons": decision.reasons},
+        "approval": approval,
+        "subgroups": records(evaluation.subgroups),
+        "shifts": records(evaluation.shifts),
     }

@@ -1,4 +1,4 @@
-"""Evaluation: threshold on val, metrics and plots on test; champion re-scoring."""
+"""Evaluation: calibration and threshold on val, metrics and plots on test; champion re-scoring."""
 
 from __future__ import annotations
 
@@ -6,21 +6,43 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
+import pandas as pd
 
 from pipeline.adapters.registry import Registry, threshold_of
 from pipeline.files import atomic_path, write_atomic
-from pipeline.settings import ThresholdConfig
+from pipeline.settings import CalibrationConfig, Settings
+from pipeline.train.calibration import (
+    Calibration,
+    brier_score,
+    calibrate_model,
+    choose_calibration,
+    expected_calibration_error,
+    head_logits,
+    plot_reliability,
+    score_features,
+    strip_calibration,
+)
 from pipeline.train.fit import TrainedModel
 from pipeline.train.gradcam import plot_gradcam_grid
-from pipeline.train.inputs import PreparedData, SplitData, input_spec, make_dataset, predict_files
+from pipeline.train.inputs import (
+    PreparedData,
+    SplitData,
+    input_spec,
+    make_dataset,
+    predict_files,
+    predict_outputs,
+)
 from pipeline.train.metrics import (
     choose_threshold,
     classification_report,
     collapse_note,
     compute_metrics,
 )
+from pipeline.train.models import HEAD_LAYER
 from pipeline.train.plots import plot_confusion, plot_roc_pr, plot_training_curves
+from pipeline.train.robustness import measure_under_shifts
 from pipeline.train.uncertainty import bootstrap_intervals, interval_columns, subgroup_table
 
 
@@ -33,63 +55,155 @@ class Evaluation:
     artifacts: list[Path] = field(default_factory=list)
     collapsed: str | None = None  # why the model counts as collapsed (`collapse_note`)
     test_scores: np.ndarray | None = None  # per test image, for the paired champion comparison
+    calibration: Calibration = field(default_factory=lambda: Calibration("none", "not fitted"))
+    model: keras.Model | None = None  # the calibrated model: what is registered and served
+    subgroups: pd.DataFrame = field(default_factory=pd.DataFrame)
+    shifts: pd.DataFrame = field(default_factory=pd.DataFrame)  # `measure_under_shifts`
+
+
+@dataclass(frozen=True)
+class SplitScores:
+    """Calibrated val and test scores, the test scores before calibration, and the model."""
+
+    calibration: Calibration
+    model: keras.Model
+    val: np.ndarray
+    test: np.ndarray
+    test_uncalibrated: np.ndarray
+
+
+def score_calibrated(
+    trained: TrainedModel, data: PreparedData, cfg: CalibrationConfig
+) -> SplitScores:
+    """Fit the calibrator on val and score both splits with the calibrated model.
+
+    The images go through the network once: the head's input features are kept and the
+    (un)calibrated heads are applied to them.
+    """
+    features_of = keras.Model(trained.model.inputs, trained.model.get_layer(HEAD_LAYER).input)
+    val_features = predict_outputs(features_of, data.val.paths)
+    test_features = predict_outputs(features_of, data.test.paths)
+    patients = data.val.rows["patient_id"].astype(str).tolist()
+    logits = head_logits(trained.model, val_features)
+    calibration = choose_calibration(data.val.labels, logits, patients, cfg)
+    model = calibrate_model(trained.model, calibration)
+    return SplitScores(
+        calibration,
+        model,
+        score_features(model, val_features),
+        score_features(model, test_features),
+        score_features(strip_calibration(trained.model), test_features),
+    )
 
 
 def evaluate_candidate(
     trained: TrainedModel,
     data: PreparedData,
-    cfg: ThresholdConfig,
+    settings: Settings,
     out_dir: Path,
-    collapse_range: float = 0.0,
 ) -> Evaluation:
-    """Pick the threshold on val, measure on test, write the plots and reports to `out_dir`.
+    """Calibrate and pick the threshold on val, measure on test, write plots and reports.
 
     Test metrics carry 95 % intervals from a patient-level bootstrap (`*_ci_low`/`_high`);
-    `subgroups.csv` holds them per subtype and acquisition subgroup.
-    A model whose test scores spread less than `collapse_range` is reported as collapsed.
+    `subgroups.csv` holds them per subtype and acquisition subgroup. A model whose test scores
+    spread less than `gates.min_score_range` is reported as collapsed.
     """
-    val_scores = predict_files(trained.model, data.val.paths)
-    threshold, rule = choose_threshold(data.val.labels, val_scores, cfg)
-    test_scores = predict_files(trained.model, data.test.paths)
+    scores = score_calibrated(trained, data, settings.calibration)
+    threshold, rule = choose_threshold(data.val.labels, scores.val, settings.threshold)
+    test_scores = scores.test
     metrics = compute_metrics(data.test.labels, test_scores, threshold, data.test.rows["subtype"])
     intervals = bootstrap_intervals(
         data.test.labels, test_scores, threshold, data.test.rows["patient_id"].tolist()
     )
     metrics |= interval_columns(intervals)
+    metrics |= calibration_metrics(data.test.labels, scores, settings.calibration.bins)
     title = f"{trained.kind} (test, n={len(test_scores)})"
     report = classification_report(data.test.labels, test_scores, threshold)
-    collapsed = collapse_note(metrics, collapse_range)
+    collapsed = collapse_note(metrics, settings.gates.min_score_range)
     if collapsed:
         report = f"WARNING: {collapsed}\n\n{report}"
     write_atomic(out_dir / "classification_report.txt", report)
     write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_atomic(out_dir / "calibration.json", json.dumps(scores.calibration.to_dict(), indent=2))
     subgroups = subgroup_table(data.test.rows, data.test.labels, test_scores, threshold)
     with atomic_path(out_dir / "subgroups.csv") as tmp:
         subgroups.to_csv(tmp, index=False, float_format="%.4f")
-    predictions = data.test.rows[["path", "label", "subtype", "patient_id"]].assign(
-        probability=test_scores, predicted=np.where(test_scores >= threshold, "PNEUMONIA", "NORMAL")
-    )
-    with atomic_path(out_dir / "test_predictions.csv") as tmp:
-        predictions.to_csv(tmp, index=False)
-    # The scores the threshold was chosen on: to audit the choice or study another rule.
-    val_columns = ["path", "label", "patient_id"]
-    with atomic_path(out_dir / "val_predictions.csv") as tmp:
-        data.val.rows[val_columns].assign(probability=val_scores).to_csv(tmp, index=False)
+    write_predictions(data, scores, threshold, out_dir)
+    shifts = measure_under_shifts(scores.model, data.test, threshold, settings.shift_check_images)
+    with atomic_path(out_dir / "shift_robustness.csv") as tmp:
+        shifts.to_csv(tmp, index=False, float_format="%.4f")
     artifacts = [
-        out_dir / "classification_report.txt",
-        out_dir / "metrics.json",
-        out_dir / "subgroups.csv",
-        out_dir / "test_predictions.csv",
-        out_dir / "val_predictions.csv",
+        out_dir / name
+        for name in (
+            "classification_report.txt",
+            "metrics.json",
+            "calibration.json",
+            "subgroups.csv",
+            "shift_robustness.csv",
+            "test_predictions.csv",
+            "val_predictions.csv",
+        )
+    ] + [
         plot_confusion(metrics, out_dir / "confusion_matrix.png", title),
         plot_roc_pr(data.test.labels, test_scores, metrics, out_dir / "roc_pr.png", title),
-        plot_gradcam_examples(trained, data.test, test_scores, threshold, out_dir / "gradcam.png"),
+        plot_reliability(
+            data.test.labels,
+            scores.test_uncalibrated,
+            test_scores,
+            settings.calibration.bins,
+            out_dir / "reliability.png",
+            f"{title}: {scores.calibration.describe()}",
+        ),
+        plot_gradcam_examples(
+            scores.model, data.test, test_scores, threshold, out_dir / "gradcam.png"
+        ),
     ]
     if trained.history:
         artifacts.append(
             plot_training_curves(trained.history, out_dir / "training_curves.png", trained.kind)
         )
-    return Evaluation(threshold, rule, metrics, report, artifacts, collapsed, test_scores)
+    return Evaluation(
+        threshold,
+        rule,
+        metrics,
+        report,
+        artifacts,
+        collapsed,
+        test_scores,
+        scores.calibration,
+        scores.model,
+        subgroups,
+        shifts,
+    )
+
+
+def calibration_metrics(labels: np.ndarray, scores: SplitScores, bins: int) -> dict[str, float]:
+    """ECE and Brier score on test, after and before calibration."""
+    return {
+        "ece": expected_calibration_error(labels, scores.test, bins),
+        "brier": brier_score(labels, scores.test),
+        "ece_uncalibrated": expected_calibration_error(labels, scores.test_uncalibrated, bins),
+        "brier_uncalibrated": brier_score(labels, scores.test_uncalibrated),
+    }
+
+
+def write_predictions(
+    data: PreparedData, scores: SplitScores, threshold: float, out_dir: Path
+) -> None:
+    """Per-image test predictions, and the val scores the threshold was chosen on (to audit the
+    choice or study another rule); both calibrated."""
+    predicted = np.where(scores.test >= threshold, "PNEUMONIA", "NORMAL")
+    test = data.test.rows[["path", "label", "subtype", "patient_id"]].assign(
+        probability=scores.test,
+        probability_uncalibrated=scores.test_uncalibrated,
+        predicted=predicted,
+    )
+    with atomic_path(out_dir / "test_predictions.csv") as tmp:
+        test.to_csv(tmp, index=False)
+    with atomic_path(out_dir / "val_predictions.csv") as tmp:
+        data.val.rows[["path", "label", "patient_id"]].assign(probability=scores.val).to_csv(
+            tmp, index=False
+        )
 
 
 def pick_examples(labels: np.ndarray, predicted: np.ndarray, per_group: int = 2) -> list[int]:
@@ -103,14 +217,14 @@ def pick_examples(labels: np.ndarray, predicted: np.ndarray, per_group: int = 2)
 
 
 def plot_gradcam_examples(
-    trained: TrainedModel, split: SplitData, scores: np.ndarray, threshold: float, out: Path
+    model: keras.Model, split: SplitData, scores: np.ndarray, threshold: float, out: Path
 ) -> Path:
     predicted = (scores >= threshold).astype(int)
     indices = pick_examples(split.labels.astype(int), predicted)
     dataset = make_dataset(
         [split.paths[i] for i in indices],
         split.labels[indices],
-        input_spec(trained.model),
+        input_spec(model),
         len(indices),
     )
     images = next(iter(dataset))[0].numpy()
@@ -122,7 +236,7 @@ def plot_gradcam_examples(
         f"{'' if predicted[i] == split.labels[i] else ' WRONG'}"
         for i in indices
     ]
-    return plot_gradcam_grid(trained.model, images, captions, out)
+    return plot_gradcam_grid(model, images, captions, out)
 
 
 @dataclass(frozen=True)

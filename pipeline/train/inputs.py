@@ -178,7 +178,12 @@ def prepare_data(
 
 def predict_files(model: keras.Model, paths: list[str], batch_size: int = 32) -> np.ndarray:
     """PNEUMONIA probabilities for image files, decoded as the model's own input."""
-    return model.predict(image_batches(paths, input_spec(model), batch_size), verbose=0).ravel()
+    return predict_outputs(model, paths, batch_size).ravel()
+
+
+def predict_outputs(model: keras.Model, paths: list[str], batch_size: int = 32) -> np.ndarray:
+    """The model's output array (one row per file) for image files."""
+    return model.predict(image_batches(paths, input_spec(model), batch_size), verbose=0)
 
 
 def image_batches(paths: list[str], spec: InputSpec, batch_size: int) -> tf.data.Dataset:

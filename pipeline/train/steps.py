@@ -7,7 +7,7 @@ them into tasks and decide what to log.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.adapters.registry import MODEL_NAMES, Reference, Registry, RegistryError
@@ -16,7 +16,10 @@ from pipeline.data.manifest import load_manifest
 from pipeline.data.steps import ValidationSummary
 from pipeline.faults import checkpoint
 from pipeline.settings import Settings
-from pipeline.train.candidate import Registration, build_candidate
+from pipeline.train.approval import PENDING
+from pipeline.train.calibration import strip_calibration
+from pipeline.train.candidate import Registration, build_candidate, collect_card
+from pipeline.train.card import IMAGES, write_card
 from pipeline.train.evaluation import (
     ChampionScore,
     Evaluation,
@@ -87,7 +90,8 @@ def fine_tune_champion(
     if current is None:
         raise RegistryError(f"{name} has no champion to retrain")
     version = str(current.version)
-    model = registry.load_version(name, version)
+    # Its calibration is refitted after fine-tuning; an isotonic map would also stop gradients.
+    model = strip_calibration(registry.load_version(name, version))
     # The champion's own origin too: "which weights does it have" must stay answerable.
     origin = current.tags.get("weights_source", "not recorded")
     source = f"{name} v{version} ({origin})"
@@ -97,9 +101,13 @@ def fine_tune_champion(
 def evaluate_model(
     trained: TrainedModel, data: PreparedData, settings: Settings, out_dir: Path
 ) -> Evaluation:
-    return evaluate_candidate(
-        trained, data, settings.threshold, out_dir, settings.gates.min_score_range
-    )
+    return evaluate_candidate(trained, data, settings, out_dir)
+
+
+def adopt_calibrated(trained: TrainedModel, evaluation: Evaluation) -> TrainedModel:
+    """The trained model with the evaluation's calibration built in: what is registered, served
+    and profiled for drift, so every `probability` is on the scale the threshold was chosen on."""
+    return replace(trained, model=evaluation.model or trained.model)
 
 
 def rescore_current_champion(
@@ -135,7 +143,8 @@ def register_model(
     settings: Settings,
     reference: Reference | None = None,
 ) -> Registration:
-    """Log and register the model; `champion` moves to it, last, only if its gate passed.
+    """Log and register the model with its model card; `champion` moves to it, last, only if
+    its gate passed and no person must approve it first (then it stays `challenger`).
 
     The caller holds the champion lock from re-scoring the champion to here, so the champion
     the gate compared against is still the champion when it is replaced.
@@ -145,8 +154,41 @@ def register_model(
     )
     model = inference_copy(trained.model)
     run_id, version = registry.log_candidate(candidate, model, reference, checkpoint)
-    name = MODEL_NAMES[trained.kind]
-    if decision.passed:
+    pending = decision.passed and settings.approval == "required"
+    registered = Registration(MODEL_NAMES[trained.kind], version, run_id, False, pending)
+    if not decision.passed:
+        approval = {"status": "not asked: the gate failed"}
+    elif pending:
+        approval = {"status": f"{PENDING}: waits for a person (PNEUMO_APPROVAL=required)"}
+    else:
+        approval = {"status": "not required (PNEUMO_APPROVAL=auto): champion on passing the gate"}
+    card = collect_card(
+        registered, trained, evaluation, decision, data, settings, context.provenance, approval
+    )
+    card_uri = publish_card(registry, registered, card, evaluation, context.run_dir / trained.kind)
+    registered = replace(registered, card_uri=card_uri)
+    registry.set_description(
+        registered.model, version, f"{candidate.description} Model card: {card_uri}"
+    )
+    if decision.passed and not pending:
         checkpoint("register:before-champion")
-        registry.move_champion(name, version, f"gate passed in run {run_id}")
-    return Registration(name, version, run_id, decision.passed)
+        registry.move_champion(registered.model, version, f"gate passed in run {run_id}")
+        registered = replace(registered, champion=True)
+    return registered
+
+
+def publish_card(
+    registry: Registry, registered: Registration, card: dict, evaluation: Evaluation, folder: Path
+) -> str:
+    """The model card (JSON, Markdown, HTML) as artifacts of the version's run; its HTML's URI."""
+    images = {
+        key: path.read_bytes()
+        for key, name in IMAGES.items()
+        for path in evaluation.artifacts
+        if path.name == name
+    }
+    uris = [
+        registry.log_run_artifact(registered.run_id, path, "model_card")
+        for path in write_card(card, images, folder)
+    ]
+    return uris[-1]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.drift_quality import RULES, rule_name
-from pipeline.monitor.simulate import DRIFT_KINDS
+from pipeline.data.shifts import DRIFT_KINDS
 from pipeline.settings import DriftConfig
 from tests.conftest import REPO, SAMPLE
 from tests.e2e.conftest import Trained

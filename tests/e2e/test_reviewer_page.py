@@ -70,6 +70,11 @@ def test_reviewers_drop_xrays_and_see_label_probability_and_gradcam(
             "pneumonia-resnet version", timeout=30_000
         )
         expect(page.get_by_test_id("model")).to_contain_text("AUC")
+        # The model card, opened from the page, inside its sandboxed frame.
+        page.get_by_test_id("model-card").locator("summary").click()
+        card = page.frame_locator("[data-testid=model-card-frame]")
+        expect(card.locator("h1")).to_contain_text("Model card: pneumonia-resnet")
+        expect(card.locator("h2", has_text="Intended use")).to_be_visible()
 
         page.get_by_test_id("files").set_input_files([*IMAGES, not_an_image])
         results = page.get_by_test_id("result")

@@ -68,6 +68,17 @@ def test_health_and_model_describe_the_champion(client, registry) -> None:
     assert "/predict" in client.get("/openapi.json").json()["paths"]
 
 
+def test_the_champions_model_card_is_served(client, registry) -> None:
+    serving = state(client).holder.current
+    page = client.get("/model/card")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert f"Model card: pneumonia-resnet v{serving.version}" in page.text
+    markdown = client.get("/model/card", params={"format": "markdown"})
+    assert markdown.headers["content-type"].startswith("text/markdown")
+    stored = registry.read_run_file(serving.run_id, "model_card/model_card.md").decode()
+    assert markdown.text == stored
+
+
 def test_predictions_match_batch_inference(client) -> None:
     from pipeline.monitor.batch import predict_batch
 

@@ -15,6 +15,7 @@ from tests.e2e.conftest import Trained, champion_of, latest_version
 
 pytestmark = pytest.mark.slow
 MODELS = (("cnn", "pneumonia-cnn"), ("resnet", "pneumonia-resnet"))
+runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -125,13 +126,55 @@ def test_plots_and_reports_are_run_artifacts(trained, registry) -> None:
         names = {Path(a.path).name for a in registry.client.list_artifacts(run_id, "evaluation")}
         assert {
             "confusion_matrix.png", "roc_pr.png", "gradcam.png", "training_curves.png",
-            "augmentation.png", "classification_report.txt", "metrics.json",
+            "augmentation.png", "classification_report.txt", "metrics.json", "calibration.json",
+            "reliability.png", "subgroups.csv", "shift_robustness.csv",
         } <= names  # fmt: skip
         model_files = {Path(a.path).name for a in registry.client.list_artifacts(run_id, "model")}
         assert "MLmodel" in model_files
         run = registry.client.get_run(run_id)
         assert 0.0 <= run.data.metrics["test_roc_auc"] <= 1.0
         assert run.info.status == "FINISHED"
+
+
+CARD_SECTIONS = (
+    "Model details", "Intended use", "Training data", "Metrics", "Calibration",
+    "Gate and approval", "Subgroups", "Grad-CAM examples", "Limitations and known failure modes",
+    "Ethical considerations",
+)  # fmt: skip
+
+
+def test_each_version_has_a_model_card_with_the_runs_numbers(trained_env, registry) -> None:
+    from flows.cli import app
+    from pipeline.data.shifts import DRIFT_KINDS
+
+    for kind, name in MODELS:
+        model = trained_env.summary["models"][kind]
+        run = registry.client.get_run(model["run_id"])
+        card = json.loads(registry.read_run_file(run.info.run_id, "model_card/model_card.json"))
+        markdown = registry.read_run_file(run.info.run_id, "model_card/model_card.md").decode()
+        page = registry.read_run_file(run.info.run_id, "model_card/model_card.html").decode()
+        for section in CARD_SECTIONS:
+            assert f"## {section}" in markdown and f"<h2>{section}</h2>" in page, section
+        # Real numbers: the card's are the run's own.
+        assert card["metrics"]["roc_auc"] == pytest.approx(run.data.metrics["test_roc_auc"])
+        assert card["metrics"]["ece"] == pytest.approx(run.data.metrics["test_ece"])
+        assert card["data"]["splits"]["train"]["images"] == int(run.data.params["train_images"])
+        assert card["data"]["splits"]["test"]["patients"] > 0
+        assert card["threshold"]["value"] == pytest.approx(float(run.data.tags["threshold"]))
+        assert card["calibration"]["description"] == run.data.tags["calibration"]
+        assert card["gate"]["reasons"] == run.data.tags["gate_reasons"].split("; ")
+        assert [s["shift"] for s in card["shifts"]] == list(DRIFT_KINDS)
+        assert all(s["n"] > 0 for s in card["shifts"]) and card["subgroups"]
+        auc = f"{card['metrics']['roc_auc']:.3f} [{card['metrics']['roc_auc_ci_low']:.3f}"
+        assert auc in markdown and auc in page
+        # Self-contained: both figures inlined, nothing fetched from elsewhere.
+        assert page.count('src="data:image/png;base64,') == 2
+        assert "http" not in page.replace(run.info.run_id, "")
+        version = registry.client.get_model_version(name, model["version"])
+        assert "Model card: " in version.description
+        printed = runner.invoke(app, ["card", name, model["version"]])
+        assert printed.exit_code == 0, printed.output
+        assert printed.output.strip() == markdown.strip()
 
 
 def test_worse_second_run_does_not_move_the_champion(worse_run, registry) -> None:
@@ -158,7 +201,6 @@ def test_promote_refuses_a_failed_version_unless_forced_and_rollback_undoes_it(
 
     failed = worse_run[0]["models"]["resnet"]["version"]
     before = champion_of(registry, "pneumonia-resnet")
-    runner = CliRunner()
     refused = runner.invoke(app, ["promote", "pneumonia-resnet", failed, "--reason", "try"])
     assert refused.exit_code == 1 and "did not pass its gate" in refused.output
     assert champion_of(registry, "pneumonia-resnet") == before

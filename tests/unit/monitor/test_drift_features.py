@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
+from pipeline.data.shifts import shift_image
 from pipeline.monitor.drift_features import (
     Projection,
     fit_projection,
     image_features,
 )
-from pipeline.monitor.simulate import shift_image
 from tests.conftest import SAMPLE
 
 XRAY = sorted((SAMPLE / "test" / "NORMAL").iterdir())[0].read_bytes()

@@ -1,0 +1,135 @@
+"""Human approval: a version that passed its gate waits for a person before it becomes champion.
+
+The waiting itself is the flow's (a Prefect pause with a form); this module holds what does not
+depend on Prefect: the request a reviewer reads, the decision's record on the version and its
+model card, and the champion move it allows.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from pipeline.adapters.registry import Registry, RegistryError
+from pipeline.train.candidate import Registration
+from pipeline.train.card import CARD_FILES, IMAGES, now_iso, write_card
+from pipeline.train.uncertainty import with_interval
+
+APPROVED, REJECTED, TIMED_OUT, PENDING = "approved", "rejected", "timed out", "pending"
+
+
+@dataclass(frozen=True)
+class ApprovalDecision:
+    """What a reviewer decided (or that nobody did in time)."""
+
+    status: str  # APPROVED, REJECTED or TIMED_OUT
+    by: str
+    reason: str
+    at: str = ""
+
+    @property
+    def approved(self) -> bool:
+        return self.status == APPROVED
+
+    def record(self) -> dict[str, str]:
+        return {"status": self.status, "by": self.by, "reason": self.reason, "at": self.at}
+
+
+def approval_request(
+    registered: Registration,
+    metrics: dict[str, float],
+    champion_version: str | None,
+    champion_metrics: dict[str, float] | None,
+    gate_reasons: list[str],
+    card_uri: str,
+) -> str:
+    """The Markdown a reviewer reads beside the approve/reject form: the card, and the
+    challenger against the champion on the same test films."""
+    rows = ["| | challenger v{} | champion {} |".format(
+        registered.version, f"v{champion_version}" if champion_version else "(none)"
+    ), "| --- | --- | --- |"]  # fmt: skip
+    for name, label in (("roc_auc", "AUC"), ("sensitivity", "sensitivity"),
+                        ("specificity", "specificity"), ("ece", "ECE (calibration)")):  # fmt: skip
+        theirs = champion_metrics.get(name) if champion_metrics else None
+        ours = (
+            with_interval(metrics, name) if f"{name}_ci_low" in metrics else f"{metrics[name]:.3f}"
+        )
+        rows.append(f"| {label} | {ours} | {'n/a' if theirs is None else f'{theirs:.3f}'} |")
+    return "\n".join([
+        f"## Approve {registered.model} v{registered.version} as champion?",
+        f"Model card: {card_uri} (or `pneumo card {registered.model} {registered.version}`).",
+        "",
+        *rows,
+        "",
+        "Gate: " + "; ".join(gate_reasons),
+        "",
+        "Choose approve or reject, give your name and a reason. Nobody deciding in time rejects.",
+    ])  # fmt: skip
+
+
+def record_decision(
+    registry: Registry, registered: Registration, decision: ApprovalDecision
+) -> None:
+    """Who, when and why on the version (and its run), and in its model card."""
+    registry.set_version_tags(
+        registered.model,
+        registered.version,
+        {
+            "approval_status": decision.status,
+            "approval_by": decision.by,
+            "approval_at": decision.at,
+            "approval_reason": decision.reason[:4900],
+        },
+    )
+    card = json.loads(registry.read_run_file(registered.run_id, f"model_card/{CARD_FILES[0]}"))
+    card["approval"] = {**card.get("approval", {}), **decision.record()}
+    images = {}
+    for key, name in IMAGES.items():
+        try:
+            images[key] = registry.read_run_file(registered.run_id, f"evaluation/{name}")
+        except FileNotFoundError:
+            continue  # the card says the figure is not available
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in write_card(card, images, Path(tmp)):
+            registry.log_run_artifact(registered.run_id, path, "model_card")
+
+
+def apply_decision(
+    registry: Registry,
+    registered: Registration,
+    decision: ApprovalDecision,
+    champion_at_gate: str | None,
+) -> Registration:
+    """Record the decision; an approval moves `champion` to the version.
+
+    The gate compared the version with the champion of its time: if `champion` moved while the
+    reviewer decided, the comparison no longer holds and the approval is refused (retrain or
+    promote by hand, `pneumo promote`).
+    """
+    decision = ApprovalDecision(
+        decision.status, decision.by, decision.reason, decision.at or now_iso()
+    )
+    if decision.approved:
+        current = registry.champion_version(registered.model)
+        now = str(current.version) if current is not None else None
+        if now not in {champion_at_gate, registered.version}:  # the latter: a retried call
+            refused = ApprovalDecision(
+                REJECTED,
+                decision.by,
+                f"approval not applied: champion moved from v{champion_at_gate} to v{now} while "
+                f"waiting (the gate compared against v{champion_at_gate}). {decision.reason}",
+                decision.at,
+            )
+            record_decision(registry, registered, refused)
+            raise RegistryError(refused.reason)
+    record_decision(registry, registered, decision)
+    outcome = replace(
+        registered, pending_approval=False, approval=f"{decision.status} by {decision.by}"
+    )
+    if not decision.approved:
+        return outcome
+    reason = f"approved by {decision.by}: {decision.reason or 'no reason given'}"
+    registry.move_champion(registered.model, registered.version, reason)
+    return replace(outcome, champion=True)
