@@ -69,7 +69,7 @@ router = APIRouter()
 async def read_checked(upload: UploadFile, settings: Settings) -> tuple[str, bytes]:
     data = await upload.read(settings.serve_max_upload_bytes + 1)
     name = upload.filename or "upload"
-    check_upload(name, data, settings.serve_max_upload_bytes, settings.ingest.max_pixels)
+    data = check_upload(name, data, settings.serve_max_upload_bytes, settings.ingest.max_pixels)
     return name, data
 
 

@@ -129,7 +129,7 @@ def labeled_task(path: str, settings: Settings) -> LabeledSummary:
 def new_labels_task(settings: Settings) -> int:
     """Images in the labelled inbox that a retrain would add (0 without an inbox)."""
     inbox = settings.drift.labeled_inbox
-    return count_new_labeled(inbox, open_store(settings)) if inbox else 0
+    return count_new_labeled(inbox, open_store(settings), settings) if inbox else 0
 
 
 @step("validate", IO)

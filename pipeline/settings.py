@@ -209,6 +209,9 @@ class Settings(BaseSettings):
     s3_bucket_data: str = "pneumo-data"
     s3_bucket_mlflow: str = "pneumo-mlflow"
     ingest: IngestConfig = IngestConfig()
+    # Keys DICOM patients (an HMAC of PatientID). Unset: one is generated into PNEUMO_HOME on
+    # first need; hosts sharing a store must share it.
+    patient_key_secret: SecretStr = SecretStr("")
     split: SplitConfig = SplitConfig()
     validation: ValidationConfig = ValidationConfig()
     profile: Literal["cpu-small", "full", "tiny"] = "cpu-small"

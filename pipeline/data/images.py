@@ -52,10 +52,11 @@ def sniff_format(data: bytes) -> str | None:
 
 
 def not_an_image(data: bytes) -> str:
-    """Why content that is neither JPEG nor PNG is refused, naming DICOM, the likely mistake."""
+    """Why content that is neither JPEG nor PNG is refused. DICOM films are rendered to PNG
+    before they get here (`pipeline.data.dicom`); one that reaches this check was not."""
     if data[128:132] == b"DICM":
-        return "a DICOM file, not a JPEG or PNG image: export the film as an 8-bit JPEG or PNG"
-    return "not a JPEG or PNG image"
+        return "a DICOM file, not a JPEG or PNG image: render it first (pipeline.data.dicom)"
+    return "not a JPEG, PNG or DICOM image"
 
 
 def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:

@@ -9,7 +9,7 @@ get a manifest row with the reason (quarantined, nothing stored) and the ingest 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.adapters.storage import ObjectStore, put_content_addressed, sha256_hex
+from pipeline.data.dicom import DicomError, is_dicom, patient_key, render_dicom
 from pipeline.data.images import SUFFIX, inspect_image
 from pipeline.files import listed_entries, read_listed
 from pipeline.progress import Progress, silent
@@ -36,8 +37,19 @@ _PATIENT_PATTERNS = (
 MANIFEST_COLUMNS = (
     "path", "key", "label", "source_split", "split", "patient_id", "subtype", "sha256", "bytes",
     "decodable", "issue", "quarantined", "width", "height", "mode", "channels", "bit_depth",
-    "mean", "std",
+    "mean", "std", "original_key",
 )  # fmt: skip
+# Resolves the secret that keys DICOM patients, only when a DICOM film comes.
+Secret = Callable[[], str]
+
+
+def no_secret() -> str:
+    return ""
+
+
+# DICOM films: the original stays byte-identical under raw/ (`original_key`); the rendered 8-bit
+# PNG the models read is stored under rendered/ and is the row's `key`, `sha256` and `bytes`.
+RENDERED_PREFIX = "rendered"
 
 
 class IngestError(ValueError):
@@ -119,7 +131,9 @@ def _files_in(label_dir: Path, root: Path, label: str, split: str) -> Iterable[S
         yield SourceFile(path, path.relative_to(root).as_posix(), label, split)
 
 
-def describe_and_store(source: SourceFile, store: ObjectStore, cfg: IngestConfig) -> dict:
+def describe_and_store(
+    source: SourceFile, store: ObjectStore, cfg: IngestConfig, patient_secret: Secret = no_secret
+) -> dict:
     """Hash, inspect and store one file; returns its manifest row plus whether it was new."""
     name = source.path.name
     row = {
@@ -133,6 +147,8 @@ def describe_and_store(source: SourceFile, store: ObjectStore, cfg: IngestConfig
     if data is None:  # nothing read, so nothing stored: the row says why
         return {**row, "bytes": 0, "decodable": False, "issue": unread, "quarantined": True,
                 "_new": False}  # fmt: skip
+    if is_dicom(data):
+        return describe_dicom(row, data, store, cfg, patient_secret)
     info = asdict(inspect_image(data, cfg.max_pixels))
     # Bad files are stored too: the quarantine report points at the exact bytes received.
     suffix = SUFFIX.get(info.pop("format"), source.path.suffix.lower())
@@ -148,6 +164,55 @@ def describe_and_store(source: SourceFile, store: ObjectStore, cfg: IngestConfig
     }
 
 
+def describe_dicom(
+    row: dict, data: bytes, store: ObjectStore, cfg: IngestConfig, patient_secret: Secret
+) -> dict:
+    """A DICOM film: the original stored as received, the rendering stored for the models, the
+    patient keyed by an HMAC of PatientID. No other tag is read (see pipeline.data.dicom)."""
+    original_key, is_new = put_content_addressed(store, data, RAW_PREFIX, ".dcm")
+    try:
+        film = render_dicom(data, cfg.max_pixels)
+    except DicomError as exc:
+        return {**row, "key": original_key, "original_key": original_key,
+                "sha256": sha256_hex(data), "bytes": len(data), "decodable": False,
+                "issue": f"DICOM: {exc}", "quarantined": True, "_new": is_new}  # fmt: skip
+    info = asdict(inspect_image(film.png, cfg.max_pixels))
+    info.pop("format")
+    key, _ = put_content_addressed(store, film.png, RENDERED_PREFIX, ".png")
+    if film.patient_id:  # none given: the file name's rule, as for JPEG and PNG
+        secret = patient_secret()
+        if not secret:
+            raise IngestError("DICOM films need a patient key secret (PNEUMO_PATIENT_KEY_SECRET)")
+        row = {**row, "patient_id": patient_key(film.patient_id, secret)}
+    return {
+        **row,
+        **info,
+        "key": key,
+        "original_key": original_key,
+        "sha256": sha256_hex(film.png),
+        "bytes": len(film.png),
+        # The acquisition as sent (subgroups, drift): the rendering itself is always 8-bit L.
+        "mode": f"DICOM {film.photometric}",
+        "bit_depth": film.bits_stored,
+        "quarantined": info["issue"] is not None,
+        "_new": is_new,
+    }
+
+
+def film_identity(
+    name: str, data: bytes, max_pixels: int, patient_secret: Secret
+) -> tuple[str, str]:
+    """(patient_id, sha256) as ingest would record them, without storing anything."""
+    if is_dicom(data):
+        try:
+            film = render_dicom(data, max_pixels)
+        except DicomError:
+            return parse_patient_id(name), sha256_hex(data)
+        patient = patient_key(film.patient_id, patient_secret()) if film.patient_id else None
+        return patient or parse_patient_id(name), sha256_hex(film.png)
+    return parse_patient_id(name), sha256_hex(data)
+
+
 @dataclass(frozen=True)
 class IngestResult:
     manifest: pd.DataFrame
@@ -160,12 +225,16 @@ def ingest_folder(
     store: ObjectStore,
     cfg: IngestConfig,
     progress: Progress = silent,
+    patient_secret: Secret = no_secret,
 ) -> IngestResult:
-    """Store every file under `path` and return the manifest rows (no split assigned yet)."""
+    """Store every file under `path` and return the manifest rows (no split assigned yet).
+
+    `patient_secret` keys DICOM films' patients (`pipeline.data.dicom.patient_key`).
+    """
     root = resolve_dataset_root(path)
     sources = discover_files(root)
     with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
-        rows = pool.map(lambda s: describe_and_store(s, store, cfg), sources)
+        rows = pool.map(lambda s: describe_and_store(s, store, cfg, patient_secret), sources)
         collected = list(progress(rows, len(sources), "ingest"))
     frame = pd.DataFrame(collected)
     stored = int(frame.pop("_new").sum())

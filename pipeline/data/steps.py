@@ -6,17 +6,22 @@ the callers decide what to print, log or fail on.
 
 from __future__ import annotations
 
+import functools
+import os
+import secrets
+import tempfile
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline.adapters.storage import ObjectStore, sha256_hex
+from pipeline.adapters.storage import ObjectStore
 from pipeline.data.explore import class_counts, plot_class_distribution, plot_sample_grid
 from pipeline.data.ingest import (
     discover_files,
+    film_identity,
     ingest_folder,
-    parse_patient_id,
     resolve_dataset_root,
 )
 from pipeline.data.manifest import (
@@ -48,6 +53,26 @@ class IngestSummary:
     shared_patients: pd.DataFrame
 
 
+def patient_secret(settings: Settings) -> str:
+    """The secret that keys DICOM patients: PNEUMO_PATIENT_KEY_SECRET, else one generated on
+    first need into the state directory (0600). Keys stay stable only while the secret does:
+    every host ingesting into one store must share it (compose passes one)."""
+    given = settings.patient_key_secret.get_secret_value()
+    if given:
+        return given
+    path = settings.home / "patient_key_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".patient_key_secret.")
+        with os.fdopen(fd, "w") as out:  # mkstemp: 0600 from the start
+            out.write(secrets.token_hex(32))
+        # A link never replaces: if another process or thread won the race, its secret stays.
+        with suppress(FileExistsError):
+            os.link(tmp, path)
+        Path(tmp).unlink()
+    return path.read_text().strip()
+
+
 def ingest_dataset(
     path: Path,
     store: ObjectStore,
@@ -55,7 +80,8 @@ def ingest_dataset(
     progress: Progress = silent,
 ) -> IngestSummary:
     """Ingest `path`, assign splits by patient, store the manifest and the quarantine report."""
-    result = ingest_folder(path, store, settings.ingest, progress)
+    secret = functools.partial(patient_secret, settings)  # read only if a DICOM film comes
+    result = ingest_folder(path, store, settings.ingest, progress, secret)
     manifest = assign_splits(result.manifest, settings.split)
     version, is_new = save_manifest(store, manifest)
     quarantine = quarantine_report(manifest)
@@ -119,7 +145,7 @@ class LabeledSummary:
     left_out: pd.DataFrame
 
 
-def count_new_labeled(path: Path, store: ObjectStore) -> int:
+def count_new_labeled(path: Path, store: ObjectStore, settings: Settings) -> int:
     """How many images under `path` `add_labeled` would add (unseen bytes, patients outside
     val/test). Read-only: a drift check decides on it without ingesting anything."""
     if not path.is_dir() or not any(p.is_file() for p in path.rglob("*")):
@@ -129,11 +155,15 @@ def count_new_labeled(path: Path, store: ObjectStore) -> int:
         for source in discover_files(resolve_dataset_root(path))
         if (data := read_listed(source.path)[0]) is not None  # links never join
     ]
+    secret = functools.partial(patient_secret, settings)
+    identities = [
+        film_identity(s.path.name, data, settings.ingest.max_pixels, secret) for s, data in readable
+    ]
     labeled = pd.DataFrame(
         {
             "path": [str(s.path) for s, _ in readable],
-            "patient_id": [parse_patient_id(s.path.name) for s, _ in readable],
-            "sha256": [sha256_hex(data) for _, data in readable],
+            "patient_id": [patient for patient, _ in identities],
+            "sha256": [digest for _, digest in identities],
         }
     )
     _, manifest = load_manifest(store)
@@ -142,7 +172,8 @@ def count_new_labeled(path: Path, store: ObjectStore) -> int:
 
 def add_labeled(path: Path, store: ObjectStore, settings: Settings) -> LabeledSummary:
     """Ingest newly labelled images (Kaggle layout) into the latest manifest's train split."""
-    labeled = ingest_folder(path, store, settings.ingest).manifest
+    secret = functools.partial(patient_secret, settings)
+    labeled = ingest_folder(path, store, settings.ingest, patient_secret=secret).manifest
     usable = labeled[~labeled["quarantined"]]
     _, manifest = load_manifest(store)
     merged, left_out = merge_labeled(manifest, usable)

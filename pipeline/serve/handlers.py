@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.adapters.registry import CHAMPION
+from pipeline.data.dicom import DicomError, is_dicom, render_dicom
 from pipeline.data.images import inspect_image, not_an_image, sniff_format
 from pipeline.monitor.batch import predict_batch, rejection
 from pipeline.monitor.champion import Champion
@@ -36,19 +37,27 @@ class BadImageError(ValueError):
         return pd.DataFrame([rejection(self.name, self.reason, self.bit_depth, champion, now)])
 
 
-def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int) -> None:
-    """Refuse what must never reach the model: too large, empty, not JPEG/PNG, bombs, odd modes."""
+def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int) -> bytes:
+    """The image the model will read, or a refusal of what must never reach it: too large,
+    empty, neither JPEG, PNG nor a renderable DICOM film, bombs, odd modes. A DICOM film is
+    rendered to 8-bit PNG here (`pipeline.data.dicom`): only its pixels go further."""
     if len(data) > max_bytes:
         raise BadImageError(
             name, f"upload is {len(data)} bytes, over the {max_bytes}-byte limit", 413
         )
     if not data:
         raise BadImageError(name, "empty file (0 bytes)")
+    if is_dicom(data):
+        try:
+            data = render_dicom(data, max_pixels).png
+        except DicomError as exc:
+            raise BadImageError(name, f"DICOM: {exc}") from None
     if sniff_format(data) is None:
         raise BadImageError(name, not_an_image(data), 415)
     info = inspect_image(data, max_pixels)
     if info.issue is not None:
         raise BadImageError(name, info.issue, bit_depth=info.bit_depth)
+    return data
 
 
 def predict_uploads(

@@ -110,71 +110,77 @@ def evaluate_candidate(
     """
     scores = score_calibrated(trained, data, settings.calibration)
     threshold, rule = choose_threshold(data.val.labels, scores.val, settings.threshold)
-    test_scores = scores.test
-    metrics = compute_metrics(data.test.labels, test_scores, threshold, data.test.rows["subtype"])
-    intervals = bootstrap_intervals(
-        data.test.labels, test_scores, threshold, data.test.rows["patient_id"].tolist()
-    )
-    metrics |= interval_columns(intervals)
-    metrics |= calibration_metrics(data.test.labels, scores, settings.calibration.bins)
-    title = f"{trained.kind} (test, n={len(test_scores)})"
-    report = classification_report(data.test.labels, test_scores, threshold)
+    labels = data.test.labels
+    metrics = compute_metrics(labels, scores.test, threshold, data.test.rows["subtype"])
+    patients = data.test.rows["patient_id"].tolist()
+    metrics |= interval_columns(bootstrap_intervals(labels, scores.test, threshold, patients))
+    metrics |= calibration_metrics(labels, scores, settings.calibration.bins)
+    report = classification_report(labels, scores.test, threshold)
     collapsed = collapse_note(metrics, settings.gates.min_score_range)
     if collapsed:
         report = f"WARNING: {collapsed}\n\n{report}"
+    subgroups = subgroup_table(data.test.rows, labels, scores.test, threshold)
+    shifts = measure_under_shifts(scores.model, data.test, threshold, settings.shift_check_images)
     write_atomic(out_dir / "classification_report.txt", report)
+    tables = write_tables(out_dir, metrics, scores, subgroups, shifts)
+    write_predictions(data, scores, threshold, out_dir)
+    artifacts = [out_dir / "classification_report.txt", *tables]
+    artifacts += [out_dir / "test_predictions.csv", out_dir / "val_predictions.csv"]
+    artifacts += draw_figures(trained, data, scores, metrics, settings, out_dir)
+    return Evaluation(
+        threshold, rule, metrics, report, artifacts, collapsed, scores.test, scores.calibration,
+        scores.model, subgroups, shifts,
+    )  # fmt: skip
+
+
+def write_tables(
+    out_dir: Path,
+    metrics: dict[str, float],
+    scores: SplitScores,
+    subgroups: pd.DataFrame,
+    shifts: pd.DataFrame,
+) -> list[Path]:
+    """metrics.json, calibration.json, subgroups.csv and shift_robustness.csv."""
     write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     write_atomic(out_dir / "calibration.json", json.dumps(scores.calibration.to_dict(), indent=2))
-    subgroups = subgroup_table(data.test.rows, data.test.labels, test_scores, threshold)
-    with atomic_path(out_dir / "subgroups.csv") as tmp:
-        subgroups.to_csv(tmp, index=False, float_format="%.4f")
-    write_predictions(data, scores, threshold, out_dir)
-    shifts = measure_under_shifts(scores.model, data.test, threshold, settings.shift_check_images)
-    with atomic_path(out_dir / "shift_robustness.csv") as tmp:
-        shifts.to_csv(tmp, index=False, float_format="%.4f")
-    artifacts = [
-        out_dir / name
-        for name in (
-            "classification_report.txt",
-            "metrics.json",
-            "calibration.json",
-            "subgroups.csv",
-            "shift_robustness.csv",
-            "test_predictions.csv",
-            "val_predictions.csv",
-        )
-    ] + [
+    for name, frame in (("subgroups.csv", subgroups), ("shift_robustness.csv", shifts)):
+        with atomic_path(out_dir / name) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.4f")
+    names = ("metrics.json", "calibration.json", "subgroups.csv", "shift_robustness.csv")
+    return [out_dir / name for name in names]
+
+
+def draw_figures(
+    trained: TrainedModel,
+    data: PreparedData,
+    scores: SplitScores,
+    metrics: dict[str, float],
+    settings: Settings,
+    out_dir: Path,
+) -> list[Path]:
+    """Confusion matrix, ROC/PR, reliability diagram, Grad-CAM examples, training curves."""
+    labels, threshold = data.test.labels, metrics["threshold"]
+    title = f"{trained.kind} (test, n={len(scores.test)})"
+    figures = [
         plot_confusion(metrics, out_dir / "confusion_matrix.png", title),
-        plot_roc_pr(data.test.labels, test_scores, metrics, out_dir / "roc_pr.png", title),
+        plot_roc_pr(labels, scores.test, metrics, out_dir / "roc_pr.png", title),
         plot_reliability(
-            data.test.labels,
+            labels,
             scores.test_uncalibrated,
-            test_scores,
+            scores.test,
             settings.calibration.bins,
             out_dir / "reliability.png",
             f"{title}: {scores.calibration.describe()}",
         ),
         plot_gradcam_examples(
-            scores.model, data.test, test_scores, threshold, out_dir / "gradcam.png"
+            scores.model, data.test, scores.test, threshold, out_dir / "gradcam.png"
         ),
     ]
     if trained.history:
-        artifacts.append(
+        figures.append(
             plot_training_curves(trained.history, out_dir / "training_curves.png", trained.kind)
         )
-    return Evaluation(
-        threshold,
-        rule,
-        metrics,
-        report,
-        artifacts,
-        collapsed,
-        test_scores,
-        scores.calibration,
-        scores.model,
-        subgroups,
-        shifts,
-    )
+    return figures
 
 
 def calibration_metrics(labels: np.ndarray, scores: SplitScores, bins: int) -> dict[str, float]:

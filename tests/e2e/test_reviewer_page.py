@@ -83,7 +83,7 @@ def test_reviewers_drop_xrays_and_see_label_probability_and_gradcam(
 
         # Cards are newest first: the rejected file, then the two X-rays.
         expect(results.nth(0).get_by_test_id("error")).to_contain_text(
-            "Not scored: not a JPEG or PNG image"
+            "Not scored: not a JPEG, PNG or DICOM image"
         )
         for card, image in zip((results.nth(2), results.nth(1)), IMAGES, strict=True):
             expect(card).to_contain_text(image.name)

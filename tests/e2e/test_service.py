@@ -127,12 +127,12 @@ def bad_uploads() -> dict[str, tuple[bytes, int, str]]:
     Image.new("L", (9000, 9000)).save(bomb, "PNG")  # ~80 Mpx in a small file
     Image.fromarray(np.full((50, 60), 40000, dtype=np.uint16)).save(sixteen, "PNG")
     return {
-        "text": (b"not an x-ray at all", 415, "not a JPEG or PNG image"),
+        "text": (b"not an x-ray at all", 415, "not a JPEG, PNG or DICOM image"),
         "empty": (b"", 422, "empty file (0 bytes)"),
         "truncated": (good[: len(good) // 3], 422, "truncated or corrupt image data"),
         "bomb": (bomb.getvalue(), 422, "decompression bomb"),
         "sixteen-bit": (sixteen.getvalue(), 422, "unsupported mode 'I;16'"),
-        "dicom": (b"\0" * 128 + b"DICM" + b"\0" * 64, 415, "a DICOM file, not a JPEG or PNG"),
+        "dicom": (b"\0" * 128 + b"DICM" + b"\0" * 64, 422, "DICOM: a DICOM file without pixel"),
         "bad-crc": (bad_crc_png(), 422, "not decodable by the model's decoder: Invalid PNG"),
         "too-large": (good + b"\0" * 3_000_000, 413, "over the 3000000-byte limit"),
     }

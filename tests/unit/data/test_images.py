@@ -33,14 +33,14 @@ def test_truncated_jpeg_keeps_its_header_size() -> None:
 
 def test_text_renamed_as_image() -> None:
     info = inspect_image(b"this is a radiology report, not an image\n", LIMIT)
-    assert not info.decodable and info.issue == "not a JPEG or PNG image"
+    assert not info.decodable and info.issue == "not a JPEG, PNG or DICOM image"
 
 
 @pytest.mark.parametrize("fmt", ["BMP", "TIFF", "GIF"])
 def test_other_image_formats_are_refused_by_content(fmt: str) -> None:
     # PIL decodes these, but the service and the model's decoder take JPEG and PNG only.
     info = inspect_image(image_bytes((40, 30), "L", fmt), LIMIT)
-    assert not info.decodable and info.issue == "not a JPEG or PNG image"
+    assert not info.decodable and info.issue == "not a JPEG, PNG or DICOM image"
 
 
 def test_dicom_is_named_as_such() -> None:

@@ -1,12 +1,13 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.adapters.storage import LocalStore
 from pipeline.data.ingest import MANIFEST_COLUMNS, IngestError, ingest_folder
 from pipeline.settings import Settings
-from tests.conftest import image_bytes, make_dataset, write
+from tests.conftest import SAMPLE, image_bytes, make_dataset, write
 
 
 def test_manifest_has_one_row_per_file_with_every_column(
@@ -63,7 +64,7 @@ def test_non_image_file_is_recorded_not_dropped(
     write(tmp_path / "train" / "NORMAL" / ".DS_Store", b"finder junk")
     manifest = ingest_folder(tmp_path, store, settings.ingest).manifest.set_index("path")
     assert len(manifest) == 2
-    assert manifest.loc["train/NORMAL/notes.txt", "issue"] == "not a JPEG or PNG image"
+    assert manifest.loc["train/NORMAL/notes.txt", "issue"] == "not a JPEG, PNG or DICOM image"
     assert manifest.loc["train/NORMAL/notes.txt", "quarantined"]
 
 
@@ -80,7 +81,10 @@ def test_images_are_told_by_content_not_by_name(
     for name, suffix in (("IM-0002-0001.jfif", ".jpeg"), ("IM-0003-0001", ".png")):
         row = manifest.loc[f"train/NORMAL/{name}"]
         assert not row.quarantined and row.key.endswith(suffix), name
-    assert manifest.loc["train/NORMAL/IM-0004-0001.png", "issue"].startswith("a DICOM file")
+    # Read as DICOM whatever its name: this one holds no film.
+    assert manifest.loc["train/NORMAL/IM-0004-0001.png", "issue"] == (
+        "DICOM: a DICOM file without pixel data (not an image)"
+    )
 
 
 def test_links_and_special_files_are_recorded_never_followed(
@@ -128,3 +132,31 @@ def test_an_unreadable_file_is_quarantined_and_the_ingest_goes_on(
     row = manifest.loc["train/NORMAL/IM-0002-0001.jpeg"]
     assert row.quarantined and row.issue == "unreadable: Permission denied"
     assert len(manifest) == 2 and manifest["quarantined"].sum() == 1
+
+
+def test_dicom_films_keep_their_original_and_only_a_keyed_patient(
+    tmp_path: Path, store: LocalStore, settings: Settings
+) -> None:
+    from tests.dicom import PHI, gray_film, make_dicom
+
+    film = gray_film(sorted((SAMPLE / "train" / "NORMAL").glob("*.jpeg"))[0]).astype(np.uint16)
+    files = {
+        "a.dcm": make_dicom(film * 16, bits_stored=12, photometric="MONOCHROME2"),
+        "b.dcm": make_dicom((255 - film) * 16, bits_stored=12, photometric="MONOCHROME1"),
+        "c.dcm": make_dicom(film * 16, bits_stored=12, patient_id="MRN-00000002"),
+    }
+    for name, data in files.items():
+        write(tmp_path / "train" / "NORMAL" / name, data)
+    manifest = ingest_folder(
+        tmp_path, store, settings.ingest, patient_secret=lambda: "test-secret"
+    ).manifest.set_index("path")
+    rows = {name: manifest.loc[f"train/NORMAL/{name}"] for name in files}
+    for name, row in rows.items():
+        assert not row.quarantined, row.issue
+        assert store.get(row.original_key) == files[name]  # the original, byte for byte
+        assert row.key.startswith("rendered/") and row.bit_depth == 12
+    assert rows["b.dcm"]["mode"] == "DICOM MONOCHROME1"
+    # One patient's films share a key; another patient's differ; the PatientID is not stored.
+    assert rows["a.dcm"].patient_id == rows["b.dcm"].patient_id != rows["c.dcm"].patient_id
+    text = manifest.reset_index().to_csv()
+    assert not [value for value in PHI.values() if value in text]

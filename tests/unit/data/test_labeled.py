@@ -43,12 +43,12 @@ def test_labelled_images_join_the_latest_manifest_train_split(
     labeled = make_dataset(tmp_path / "labeled", {"train": {"IM-0500": 2, "IM-0100": 1}}, seed=900)
     # What a drift check reads before deciding to retrain: the same count, nothing stored.
     stored = len(store.list(""))
-    assert count_new_labeled(labeled, store) == 2 and len(store.list("")) == stored
-    assert count_new_labeled(tmp_path / "no-inbox-yet", store) == 0
+    assert count_new_labeled(labeled, store, settings) == 2 and len(store.list("")) == stored
+    assert count_new_labeled(tmp_path / "no-inbox-yet", store, settings) == 0
     (tmp_path / "empty-inbox" / "train").mkdir(parents=True)
-    assert count_new_labeled(tmp_path / "empty-inbox", store) == 0
+    assert count_new_labeled(tmp_path / "empty-inbox", store, settings) == 0
     summary = add_labeled(labeled, store, settings)
-    assert count_new_labeled(labeled, store) == 0  # added now
+    assert count_new_labeled(labeled, store, settings) == 0  # added now
     version, manifest = load_manifest(store)
     assert version == summary.manifest_id and summary.added == 2
     assert set(manifest.loc[manifest["patient_id"] == "IM-0500", "split"]) == {"train"}

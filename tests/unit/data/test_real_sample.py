@@ -59,7 +59,7 @@ def test_bad_files_are_quarantined_and_cross_split_duplicate_fails(
         "train/PNEUMONIA/person9002_bacteria_1.jpeg": issues[
             "train/PNEUMONIA/person9002_bacteria_1.jpeg"
         ],
-        "test/NORMAL/IM-9003-0001.jpeg": "not a JPEG or PNG image",
+        "test/NORMAL/IM-9003-0001.jpeg": "not a JPEG, PNG or DICOM image",
         "val/PNEUMONIA/person9005_virus_1.png": (
             "unsupported mode 'I;16' (16-bit, 1 bands); expected 8-bit L or RGB"
         ),

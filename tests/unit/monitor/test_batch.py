@@ -43,7 +43,7 @@ def test_batch_prediction_skips_bad_images_with_reasons(champion: Champion) -> N
     assert issues.pop("detector.png").startswith("unsupported mode 'I;16' (16-bit")
     assert issues == {
         "empty.jpeg": "empty file (0 bytes)",
-        "notes.txt": "not a JPEG or PNG image",
+        "notes.txt": "not a JPEG, PNG or DICOM image",
     }
     # Logged like predictions, so the drift check counts what the model never saw.
     depth = dict(zip(rejected["image"], rejected["bit_depth"], strict=True))
