@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pipeline.adapters.registry import Registry, RegistryError
+from pipeline.adapters.registry import Registry
 from pipeline.train.candidate import Registration
 from pipeline.train.card import CARD_FILES, IMAGES, now_iso, write_card
 from pipeline.train.uncertainty import with_interval
@@ -105,8 +105,8 @@ def apply_decision(
     """Record the decision; an approval moves `champion` to the version.
 
     The gate compared the version with the champion of its time: if `champion` moved while the
-    reviewer decided, the comparison no longer holds and the approval is refused (retrain or
-    promote by hand, `pneumo promote`).
+    reviewer decided, the comparison no longer holds and the approval is recorded as a
+    rejection saying so (retrain, or promote by hand: `pneumo promote`).
     """
     decision = ApprovalDecision(
         decision.status, decision.by, decision.reason, decision.at or now_iso()
@@ -115,15 +115,13 @@ def apply_decision(
         current = registry.champion_version(registered.model)
         now = str(current.version) if current is not None else None
         if now not in {champion_at_gate, registered.version}:  # the latter: a retried call
-            refused = ApprovalDecision(
+            decision = ApprovalDecision(
                 REJECTED,
                 decision.by,
                 f"approval not applied: champion moved from v{champion_at_gate} to v{now} while "
                 f"waiting (the gate compared against v{champion_at_gate}). {decision.reason}",
                 decision.at,
             )
-            record_decision(registry, registered, refused)
-            raise RegistryError(refused.reason)
     record_decision(registry, registered, decision)
     outcome = replace(
         registered, pending_approval=False, approval=f"{decision.status} by {decision.by}"
