@@ -84,9 +84,16 @@ def print_training(summary: dict, settings: Settings) -> None:
             f"{m['accuracy']:.3f} at threshold {model['threshold']:.3f}; "
             f"weights: {model['weights_source']}"
         )
+        typer.echo(
+            f"  calibrated ({model['calibration']}): test ECE "
+            f"{m['ece_uncalibrated']:.3f} -> {m['ece']:.3f}"
+        )
         verdict = "PASS" if model["gate_passed"] else "FAIL"
         typer.echo(f"  gate {verdict}: {'; '.join(model['gate_reasons'])}")
-        typer.echo("  champion: " + ("moved to this version" if model["champion"] else "unchanged"))
+        decided = f" ({model['approval']})" if model.get("approval") else ""
+        moved = "moved to this version" if model["champion"] else "unchanged"
+        typer.echo(f"  champion: {moved}{decided}")
+        typer.echo(f"  model card: pneumo card {model['model']} {model['version']}")
         phases = ", ".join(f"{k} {v}" for k, v in model["timings"].items())
         typer.echo(f"  wall times (s): {phases}; {model['train_images_per_second']} train img/s")
         fitting = ", ".join(f"{k} {v}" for k, v in model["train_phases"].items())

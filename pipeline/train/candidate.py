@@ -196,6 +196,7 @@ def summarise(
             **asdict(o.registered),
             "metrics": m,
             "threshold": o.evaluation.threshold,
+            "calibration": o.evaluation.calibration.describe(),
             "gate_passed": o.decision.passed,
             "gate_reasons": o.decision.reasons,
             "collapsed": o.evaluation.collapsed,

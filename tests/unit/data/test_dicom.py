@@ -37,6 +37,13 @@ def test_12_bit_monochrome2_through_the_rescale(film: np.ndarray) -> None:
     assert np.abs(rendered(data) - stretched(film)).max() <= 1
 
 
+def test_bits_above_bits_stored_are_ignored(film: np.ndarray) -> None:
+    # Bits 12-15 set (old overlay planes, or garbage): a 12-bit film must read the same.
+    clean = make_dicom(film.astype(np.uint16) * 16, bits_stored=12)
+    noisy = make_dicom((film.astype(np.uint16) * 16) | 0xF000, bits_stored=12)
+    assert render_dicom(clean, LIMIT).png == render_dicom(noisy, LIMIT).png
+
+
 def test_monochrome1_is_inverted_so_air_stays_dark(film: np.ndarray) -> None:
     stored = (255 - film.astype(np.uint16)) * 16
     data = make_dicom(stored, bits_stored=12, photometric="MONOCHROME1")
