@@ -28,6 +28,9 @@ from pipeline.settings import load_settings as read_settings
 app = typer.Typer(help="pneumo-ops: pneumonia detection in chest X-rays, from data to registry.")
 
 DEMO_DATA = Path("data/sample")
+ModelName = Annotated[str, typer.Argument(help="pneumonia-resnet or pneumonia-cnn")]
+Reason = Annotated[str, typer.Option(help="Why; recorded on the version.")]
+By = Annotated[str, typer.Option(help="Who decides (default: your login); recorded.")]
 Profile = Literal["cpu-small", "full", "tiny"]
 
 
@@ -448,9 +451,9 @@ def ui(ctx: typer.Context) -> None:
 @app.command()
 def promote(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="pneumonia-resnet or pneumonia-cnn")],
+    model: ModelName,
     version: Annotated[str, typer.Argument()],
-    reason: Annotated[str, typer.Option(help="Why; recorded on the version.")],
+    reason: Reason,
     force: Annotated[bool, typer.Option(help="Promote even if its gate failed.")] = False,
 ) -> None:
     """Move the champion alias to VERSION of MODEL by hand."""
@@ -489,15 +492,12 @@ def decide(
     )
 
 
-By = Annotated[str, typer.Option(help="Who decides (default: your login); recorded.")]
-
-
 @app.command()
 def approve(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="pneumonia-resnet or pneumonia-cnn")],
+    model: ModelName,
     version: Annotated[str, typer.Argument()],
-    reason: Annotated[str, typer.Option(help="Why; recorded on the version.")],
+    reason: Reason,
     by: By = "",
 ) -> None:
     """Approve a version waiting for a person (PNEUMO_APPROVAL=required): it becomes champion."""
@@ -507,9 +507,9 @@ def approve(
 @app.command()
 def reject(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="pneumonia-resnet or pneumonia-cnn")],
+    model: ModelName,
     version: Annotated[str, typer.Argument()],
-    reason: Annotated[str, typer.Option(help="Why; recorded on the version.")],
+    reason: Reason,
     by: By = "",
 ) -> None:
     """Reject a version waiting for a person: the champion stays."""
@@ -519,7 +519,7 @@ def reject(
 @app.command()
 def card(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="pneumonia-resnet or pneumonia-cnn")],
+    model: ModelName,
     version: Annotated[str | None, typer.Argument(help="Default: the champion.")] = None,
     open_html: Annotated[
         bool, typer.Option("--open", help="Open the HTML card in a browser instead.")
@@ -554,8 +554,8 @@ def card(
 @app.command()
 def rollback(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="pneumonia-resnet or pneumonia-cnn")],
-    reason: Annotated[str, typer.Option(help="Why; recorded on the version.")],
+    model: ModelName,
+    reason: Reason,
 ) -> None:
     """Move the champion alias back to the version it replaced."""
     from flows.guard import champion_guard
