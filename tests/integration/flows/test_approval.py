@@ -21,12 +21,16 @@ from tests.conftest import FAST_TRAINING, OPEN_GATES, tiny_subset
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-MODEL = "pneumonia-cnn"
-# The training flow for the CNN only: approval is the same for both models, the CNN trains fast.
-FLOW = (
-    "import sys; from flows.training import training_pipeline; "
-    "training_pipeline(data_path=sys.argv[1], models=('cnn',))"
-)
+CNN, RESNET = "pneumonia-cnn", "pneumonia-resnet"
+FLOWS = {
+    # Training one model: approval works the same for both, and the CNN trains fast.
+    "train-cnn": "from flows.training import training_pipeline; "
+    "training_pipeline(data_path=sys.argv[1], models=('cnn',))",
+    "train-resnet": "from flows.training import training_pipeline; "
+    "training_pipeline(data_path=sys.argv[1], models=('resnet',))",
+    # Retraining fine-tunes the ResNet champion, as a drift event or the schedule starts it.
+    "retrain": "from flows.monitoring import retrain_champion; retrain_champion(reason='test')",
+}
 
 
 @dataclass(frozen=True)
@@ -50,14 +54,22 @@ def world(prefect_api: str, tmp_path_factory) -> World:
         "PREFECT_API_URL": prefect_api,
         "PNEUMO_APPROVAL": "required",
         "PNEUMO_SHIFT_CHECK_IMAGES": "4",
+        # An untrained ResNet head is enough to have a champion to retrain.
+        "PNEUMO_TRAIN__RESNET_SCRATCH_EPOCHS": "0",
     }  # fmt: skip
-    return World(root, tiny_subset(root / "chest_xray"), env, prefect_api)
+    world = World(root, tiny_subset(root / "chest_xray"), env, prefect_api)
+    # The ResNet champion that retraining starts from (no approval asked for it).
+    with flow_process(world, "first-resnet", "train-resnet", PNEUMO_APPROVAL="auto") as first:
+        finish(first, world, "first-resnet")
+    return world
 
 
-def flow_process(world: World, name: str, **extra: str) -> AbstractContextManager[subprocess.Popen]:
-    """The training flow in its own process, always ended with the block."""
+def flow_process(
+    world: World, name: str, flow: str, **extra: str
+) -> AbstractContextManager[subprocess.Popen]:
+    """One of `FLOWS` in its own process, always ended with the block."""
     log = world.root / f"{name}.log"
-    command = [sys.executable, "-c", FLOW, str(world.data)]
+    command = [sys.executable, "-c", f"import sys; {FLOWS[flow]}", str(world.data)]
     return processes.running(name, command, env={**world.env, **extra}, cwd=world.root, log=log)
 
 
@@ -90,15 +102,15 @@ def paused_run(world: World, process: subprocess.Popen, name: str) -> dict:
     return run
 
 
-def version_of(world: World, flow_run_id: str) -> str:
-    versions = world.registry.client.search_model_versions(f"name='{MODEL}'")
+def version_of(world: World, model: str, flow_run_id: str) -> str:
+    versions = world.registry.client.search_model_versions(f"name='{model}'")
     return next(
         str(v.version) for v in versions if v.tags.get("prefect_flow_run_id") == flow_run_id
     )
 
 
-def champion(world: World) -> str | None:
-    found = world.registry.champion_version(MODEL)
+def champion(world: World, model: str) -> str | None:
+    found = world.registry.champion_version(model)
     return str(found.version) if found is not None else None
 
 
@@ -107,15 +119,19 @@ def finish(process: subprocess.Popen, world: World, name: str) -> None:
     assert code == 0, (world.root / f"{name}.log").read_text()[-3000:]
 
 
-def test_approving_through_the_api_as_the_ui_does_moves_the_champion(world: World) -> None:
-    with flow_process(world, "approve") as process:
+def test_a_retraining_run_waits_and_approving_through_the_api_moves_the_champion(
+    world: World,
+) -> None:
+    before = champion(world, RESNET)
+    with flow_process(world, "approve", "retrain") as process:
         run = paused_run(world, process, "approve")
-        version = version_of(world, run["id"])
-        assert champion(world) != version  # waiting: not champion yet
-        assert world.registry.version(MODEL, version).aliases == ["challenger"]
+        version = version_of(world, RESNET, run["id"])
+        assert champion(world, RESNET) == before  # waiting: not champion yet
+        assert world.registry.version(RESNET, version).aliases == ["challenger"]
         # The form the UI shows: its description has the card link and the comparison.
         description = run["description"]
-        assert f"pneumo card {MODEL} {version}" in description and "challenger" in description
+        assert f"pneumo card {RESNET} {version}" in description
+        assert f"challenger v{version}" in description and f"champion v{before}" in description
         assert "model_card.html" in description
         answer = {"decision": "approve", "reviewer": "Dr. Ana Lima", "reason": "card reviewed"}
         url = f"{world.api}/flow_runs/{run['id']}/resume"
@@ -123,14 +139,14 @@ def test_approving_through_the_api_as_the_ui_does_moves_the_champion(world: Worl
         assert response.status_code == 201 and response.json()["status"] == "ACCEPT", response.text
         finish(process, world, "approve")
 
-    assert champion(world) == version
-    tags = world.registry.version(MODEL, version).tags
+    assert champion(world, RESNET) == version
+    tags = world.registry.version(RESNET, version).tags
     assert tags["approval_status"] == "approved" and tags["approval_by"] == "Dr. Ana Lima"
     assert tags["approval_reason"] == "card reviewed" and tags["approval_at"]
-    assert (
-        "approved by Dr. Ana Lima" in world.registry.champion_history(MODEL)[-1]["champion_reason"]
-    )
-    run_id = world.registry.version(MODEL, version).run_id
+    assert tags["retrain_reason"] == "test"
+    history = world.registry.champion_history(RESNET)[-1]
+    assert "approved by Dr. Ana Lima" in history["champion_reason"]
+    run_id = world.registry.version(RESNET, version).run_id
     card = json.loads(world.registry.read_run_file(run_id, "model_card/model_card.json"))
     assert card["approval"]["status"] == "approved" and card["approval"]["by"] == "Dr. Ana Lima"
     page = world.registry.read_run_file(run_id, "model_card/model_card.html").decode()
@@ -138,32 +154,32 @@ def test_approving_through_the_api_as_the_ui_does_moves_the_champion(world: Worl
 
 
 def test_rejecting_from_the_shell_keeps_the_champion(world: World) -> None:
-    before = champion(world)
-    with flow_process(world, "reject") as process:
+    before = champion(world, CNN)
+    with flow_process(world, "reject", "train-cnn") as process:
         run = paused_run(world, process, "reject")
-        version = version_of(world, run["id"])
-        args = ["reject", MODEL, version, "--reason", "worse on viral cases", "--by", "bo"]
+        version = version_of(world, CNN, run["id"])
+        args = ["reject", CNN, version, "--reason", "worse on viral cases", "--by", "bo"]
         log = world.root / "cli.log"
         code, out = processes.run_pneumo(args, env=world.env, cwd=world.root, log=log)
         assert code == 0, out
         finish(process, world, "reject")
-    assert champion(world) == before
-    tags = world.registry.version(MODEL, version).tags
+    assert champion(world, CNN) == before
+    tags = world.registry.version(CNN, version).tags
     assert (tags["approval_status"], tags["approval_by"]) == ("rejected", "bo")
     assert tags["approval_reason"] == "worse on viral cases"
     # A decided version takes no second decision.
     code, out = processes.run_pneumo(
-        ["approve", MODEL, version, "--reason", "changed my mind"],
+        ["approve", CNN, version, "--reason", "changed my mind"],
         env=world.env, cwd=world.root, log=world.root / "cli.log",
     )  # fmt: skip
     assert code != 0 and "already decided: rejected" in out
 
 
 def test_nobody_deciding_in_time_rejects(world: World) -> None:
-    before = champion(world)
-    with flow_process(world, "timeout", PNEUMO_APPROVAL_TIMEOUT_SECONDS="3") as process:
-        finish(process, world, "timeout")
-    assert champion(world) == before
-    versions = world.registry.client.search_model_versions(f"name='{MODEL}'")
+    before = champion(world, CNN)
+    with flow_process(world, "timeout", "train-cnn", PNEUMO_APPROVAL_TIMEOUT_SECONDS="3") as run:
+        finish(run, world, "timeout")
+    assert champion(world, CNN) == before
+    versions = world.registry.client.search_model_versions(f"name='{CNN}'")
     last = max(versions, key=lambda v: int(v.version))
     assert last.tags["approval_status"] == "timed out" and last.tags["approval_by"] == "nobody"
