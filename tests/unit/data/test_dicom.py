@@ -129,3 +129,19 @@ def test_dicom_is_told_by_content_not_name(tmp_path: Path, film: np.ndarray) -> 
     # "DICM" after 128 bytes and nothing else: a DICOM file, but no film in it
     with pytest.raises(DicomError, match="without pixel data"):
         render_dicom(b"\0" * 128 + b"DICM" + b"\0" * 64, LIMIT)
+
+
+def test_the_patient_secret_is_given_or_generated_once_and_private(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from pipeline.data.steps import patient_secret
+    from pipeline.settings import Settings
+
+    settings = Settings(home=tmp_path / "home")
+    first = patient_secret(settings)
+    stored = tmp_path / "home" / "patient_key_secret"
+    assert len(first) == 64 and stored.stat().st_mode & 0o777 == 0o600
+    assert patient_secret(settings) == first  # stable: keys stay the same across ingests
+    assert list(stored.parent.glob(".patient_key_secret.*")) == []  # no temporary left
+    given = Settings(home=tmp_path / "home", patient_key_secret=SecretStr("from-env"))
+    assert patient_secret(given) == "from-env"
