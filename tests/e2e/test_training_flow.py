@@ -143,7 +143,9 @@ CARD_SECTIONS = (
 )  # fmt: skip
 
 
-def test_each_version_has_a_model_card_with_the_runs_numbers(trained_env, registry) -> None:
+def test_each_version_has_a_model_card_with_the_runs_numbers(
+    trained_env, registry, monkeypatch
+) -> None:
     from flows.cli import app
     from pipeline.data.shifts import DRIFT_KINDS
 
@@ -175,6 +177,14 @@ def test_each_version_has_a_model_card_with_the_runs_numbers(trained_env, regist
         printed = runner.invoke(app, ["card", name, model["version"]])
         assert printed.exit_code == 0, printed.output
         assert printed.output.strip() == markdown.strip()
+        monkeypatch.setenv("BROWSER", "true")  # `--open` hands the page to a no-op browser
+        opened = runner.invoke(app, ["card", name, "--open"])  # no version: the champion's
+        assert opened.exit_code == 0, opened.output
+        champion = champion_of(registry, name)
+        written = trained_env.home / "reports" / "cards" / f"{name}-v{champion}.html"
+        assert f"model card: {written}" in opened.output and written.read_text().startswith(
+            "<!doctype html>"
+        )
 
 
 def test_worse_second_run_does_not_move_the_champion(worse_run, registry) -> None:

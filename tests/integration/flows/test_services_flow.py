@@ -129,6 +129,9 @@ def test_deployments_are_registered_with_their_schedules(isolated: Settings) -> 
     assert all(d.work_pool_name == settings.work_pool for d in deployments.values())
     assert all(d.global_concurrency_limit.limit == 1 for d in deployments.values())
     assert deployments["drift-check/daily-drift-check"].parameters == {"trigger": "event"}
+    # On a server a person approves each new champion, unless PNEUMO_APPROVAL says otherwise.
+    approval = {d.job_variables["env"]["PNEUMO_APPROVAL"] for d in deployments.values()}
+    assert approval == {"required"}
     assert (
         deployments["training-pipeline/weekly-training"].entrypoint
         == "flows/training.py:training_pipeline"
@@ -193,6 +196,8 @@ def test_deployment_run_completes_on_a_process_worker(
         "PNEUMO_TRAIN__RESNET_SCRATCH_EPOCHS": "0",
         "PREFECT_API_URL": prefect_api,
         "PREFECT_WORKER_QUERY_SECONDS": "2",
+        # What is tested is the worker running the flow, not approval (test_approval.py).
+        "PNEUMO_APPROVAL": "auto",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
