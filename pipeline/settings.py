@@ -151,6 +151,10 @@ class CalibrationConfig(BaseModel):
     bins: int = Field(10, ge=2, le=100, description="equal-width bins of the ECE")
     folds: int = Field(5, ge=2, le=20, description="patient-grouped folds comparing methods")
     isotonic_min_gain: float = Field(0.01, ge=0, le=1)
+    # Below this many val films `auto` keeps Platt: isotonic regression overfits small
+    # calibration sets (Niculescu-Mizil & Caruana 2005). On the demo's ~100 val films it won
+    # the cross-validation by chance and put the threshold on a plateau at 1.0.
+    isotonic_min_images: int = Field(1000, ge=0)
 
 
 class GateConfig(BaseModel):

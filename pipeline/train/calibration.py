@@ -139,8 +139,9 @@ def cross_validated_ece(
 def choose_calibration(
     labels: np.ndarray, logits: np.ndarray, groups: list[str], cfg: CalibrationConfig
 ) -> Calibration:
-    """Fit the configured calibrator on val; `auto` picks isotonic only when its cross-validated
-    ECE beats Platt's by `isotonic_min_gain`, Platt otherwise."""
+    """Fit the configured calibrator on val; `auto` picks isotonic only on a val split of at
+    least `isotonic_min_images` films where its cross-validated ECE beats Platt's by
+    `isotonic_min_gain`, Platt otherwise."""
     labels = np.asarray(labels, int)
     if cfg.method == "none":
         return Calibration("none", "switched off (PNEUMO_CALIBRATION__METHOD=none)")
@@ -150,6 +151,9 @@ def choose_calibration(
     cv["uncalibrated"] = expected_calibration_error(labels, expit(logits), cfg.bins)
     if cfg.method != "auto":
         method, why = cfg.method, "configured"
+    elif len(labels) < cfg.isotonic_min_images:
+        method = "platt"
+        why = f"{len(labels)} val films < {cfg.isotonic_min_images}: too few for isotonic"
     elif cv["isotonic"] <= cv["platt"] - cfg.isotonic_min_gain:
         method, why = (
             "isotonic",

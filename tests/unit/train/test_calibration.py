@@ -72,6 +72,18 @@ def test_calibration_lowers_ece_on_held_out_patients() -> None:
     assert set(calibration.cv_ece) == {"platt", "isotonic", "uncalibrated"}
 
 
+def test_auto_keeps_platt_on_a_small_val_split_even_if_isotonic_scores_better() -> None:
+    # A step-shaped truth that a sigmoid cannot follow: isotonic wins the cross-validation.
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, 3000)
+    labels = (rng.uniform(size=3000) < np.where(logits > 0, 0.9, 0.1)).astype(int)
+    groups = [f"p{i}" for i in range(3000)]
+    large = choose_calibration(labels, logits, groups, CFG)
+    assert large.method == "isotonic"
+    small = choose_calibration(labels[:300], logits[:300], groups[:300], CFG)
+    assert small.method == "platt" and "300 val films < 1000" in small.why
+
+
 def test_nothing_is_fitted_on_one_class_or_when_switched_off() -> None:
     one_class = choose_calibration(
         np.ones(10, int), np.zeros(10), [f"p{i}" for i in range(10)], CFG

@@ -33,7 +33,11 @@ def card(**changes) -> dict:
         "shifts": [{"shift": "none", "n": 10, "roc_auc": 0.95, "sensitivity": 0.97,
                     "specificity": 0.8, "mean_probability": 0.6},
                    {"shift": "inverted", "n": 10, "roc_auc": 0.4, "sensitivity": 0.3,
-                    "specificity": 0.9, "mean_probability": 0.2}],
+                    "specificity": 0.9, "mean_probability": 0.2},
+                   {"shift": "noise", "n": 10, "roc_auc": 0.9, "sensitivity": 1.0,
+                    "specificity": 0.1, "mean_probability": 0.9},
+                   {"shift": "blur", "n": 10, "roc_auc": 0.95, "sensitivity": 0.95,
+                    "specificity": 0.78, "mean_probability": 0.6}],
     }  # fmt: skip
     return {**base, **changes}
 
@@ -43,8 +47,11 @@ def test_markdown_has_every_section_and_intervals() -> None:
     assert text.count("\n## ") == 10
     assert "| ROC AUC | 0.950 [0.910, 0.980] |" in text
     assert "| NPV | n/a |" in text  # undefined, not a made-up number
-    assert "Under 'inverted' sensitivity falls to 0.300" in text  # a measured failure mode
+    # Measured failure modes, against the same films unshifted.
+    assert "Under 'inverted' sensitivity falls from 0.970 to 0.300:" in text
+    assert "Under 'noise' specificity falls from 0.800 to 0.100:" in text
     assert "ECE 0.200 before, 0.030 after" in text
+    assert "Under 'blur'" not in text  # within the margins
 
 
 def test_html_escapes_text_and_inlines_images() -> None:
