@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pipeline.data.dicom import is_dicom
+
 ACCEPTED_MODES = frozenset({"L", "RGB"})
 # Formats are told by their first bytes, never by the file name: a JPEG called `blob` or
 # `film.jfif` is a JPEG, and a DICOM file called `film.png` is not a PNG.
@@ -54,7 +56,7 @@ def sniff_format(data: bytes) -> str | None:
 def not_an_image(data: bytes) -> str:
     """Why content that is neither JPEG nor PNG is refused. DICOM films are rendered to PNG
     before they get here (`pipeline.data.dicom`); one that reaches this check was not."""
-    if data[128:132] == b"DICM":
+    if is_dicom(data):
         return "a DICOM file, not a JPEG or PNG image: render it first (pipeline.data.dicom)"
     return "not a JPEG, PNG or DICOM image"
 

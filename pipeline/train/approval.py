@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.adapters.registry import Registry
 from pipeline.train.candidate import Registration
-from pipeline.train.card import CARD_FILES, IMAGES, now_iso, write_card
+from pipeline.train.card import CARD_FILES, IMAGES, log_card, now_iso
 from pipeline.train.uncertainty import with_interval
 
 APPROVED, REJECTED, TIMED_OUT, PENDING = "approved", "rejected", "timed out", "pending"
@@ -92,8 +92,7 @@ def record_decision(
         except FileNotFoundError:
             continue  # the card says the figure is not available
     with tempfile.TemporaryDirectory() as tmp:
-        for path in write_card(card, images, Path(tmp)):
-            registry.log_run_artifact(registered.run_id, path, "model_card")
+        log_card(registry, registered.run_id, card, images, Path(tmp))
 
 
 def apply_decision(

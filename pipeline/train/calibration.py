@@ -57,12 +57,17 @@ class Calibration:
         return asdict(self)
 
 
+def bin_index(probs: np.ndarray, bins: int) -> np.ndarray:
+    """Each probability's equal-width bin (1.0 in the last one)."""
+    return np.minimum((probs * bins).astype(int), bins - 1)
+
+
 def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
     """ECE: |mean probability - observed rate| per equal-width bin, weighted by bin size."""
     labels, probs = np.asarray(labels, float), np.asarray(probs, float)
     if not len(probs):
         return float("nan")
-    index = np.minimum((probs * bins).astype(int), bins - 1)
+    index = bin_index(probs, bins)
     gap = 0.0
     for b in np.unique(index):
         in_bin = index == b
@@ -239,8 +244,8 @@ def plot_reliability(
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
     edges = np.linspace(0, 1, bins + 1)
     for name, probs in (("uncalibrated", before), ("calibrated", after)):
-        index = np.minimum((probs * bins).astype(int), bins - 1)
-        used = [b for b in range(bins) if (index == b).any()]
+        index = bin_index(probs, bins)
+        used = np.unique(index)
         mean_p = [probs[index == b].mean() for b in used]
         rate = [labels[index == b].mean() for b in used]
         ece = expected_calibration_error(labels, probs, bins)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.adapters.registry import Registry
 from pipeline.files import write_atomic
 from pipeline.settings import ThresholdConfig
 from pipeline.train.calibration import Calibration
@@ -260,6 +261,18 @@ def write_card(card: dict[str, Any], images: dict[str, bytes], folder: Path) -> 
     write_atomic(paths[1], render_markdown(card))
     write_atomic(paths[2], render_html(card, images))
     return paths
+
+
+def log_card(
+    registry: Registry, run_id: str, card: dict[str, Any], images: dict[str, bytes], folder: Path
+) -> str:
+    """Write the card into `folder` and store it with the run (`model_card/`); its HTML's URI.
+    Storing again replaces the stored card (an approval re-renders it)."""
+    uris = [
+        registry.log_run_artifact(run_id, path, "model_card")
+        for path in write_card(card, images, folder)
+    ]
+    return uris[-1]
 
 
 def now_iso() -> str:

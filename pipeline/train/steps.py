@@ -19,7 +19,7 @@ from pipeline.settings import Settings
 from pipeline.train.approval import PENDING
 from pipeline.train.calibration import strip_calibration
 from pipeline.train.candidate import Registration, build_candidate, collect_card
-from pipeline.train.card import IMAGES, write_card
+from pipeline.train.card import IMAGES, log_card
 from pipeline.train.evaluation import (
     ChampionScore,
     Evaluation,
@@ -187,8 +187,4 @@ def publish_card(
         for path in evaluation.artifacts
         if path.name == name
     }
-    uris = [
-        registry.log_run_artifact(registered.run_id, path, "model_card")
-        for path in write_card(card, images, folder)
-    ]
-    return uris[-1]
+    return log_card(registry, registered.run_id, card, images, folder)
