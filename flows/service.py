@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.adapters.backends import open_store
@@ -30,6 +32,7 @@ from pipeline.monitor.inference_log import REJECTED_PREFIX
 from pipeline.serve.auth import key_matches, presented_key, read_key_hashes
 from pipeline.serve.background import ChampionHolder, InferenceLogWriter, LogSpool
 from pipeline.serve.handlers import BadImageError, check_upload, explain_upload, predict_uploads
+from pipeline.serve.metrics import LastDriftCheck, ServiceMetrics, ServiceView, service_metrics
 from pipeline.settings import Settings
 
 
@@ -38,6 +41,8 @@ class ServiceState:
     settings: Settings
     holder: ChampionHolder
     writer: InferenceLogWriter
+    metrics: ServiceMetrics
+    last_drift_check: LastDriftCheck
     # One model call at a time: Keras models are not safe to call from many threads at once.
     # A threading lock, taken inside the worker thread around the model call only, so that a
     # request that timed out still holds it until its model call really ends.
@@ -104,25 +109,11 @@ async def health(state: State) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(state: State) -> str:
-    """Prometheus text format: the champion loaded, and the inference log's rows and failure."""
-    log = state.writer.status()
-    lines = [
-        "# TYPE pneumo_champion_loaded gauge",
-        f"pneumo_champion_loaded {int(state.holder.current is not None)}",
-        "# TYPE pneumo_inference_log_failing gauge",
-        f"pneumo_inference_log_failing {int(log['status'] == 'failing')}",
-        "# TYPE pneumo_inference_log_spooled_rows gauge",
-        f"pneumo_inference_log_spooled_rows {log['spooled_rows']}",
-        "# TYPE pneumo_inference_log_lost_rows_total counter",
-        f"pneumo_inference_log_lost_rows_total {log['lost_rows']}",
-        "# TYPE pneumo_inference_log_written_rows_total counter",
-        *(
-            f'pneumo_inference_log_written_rows_total{{log="{prefix}"}} {rows}'
-            for prefix, rows in sorted(log["written_rows"].items())
-        ),
-    ]
-    return "\n".join(lines) + "\n"
+async def metrics(state: State) -> Response:
+    """Prometheus text format: request latency, predictions by label, the model serving, the
+    inference log's state, and the last drift check (its age and result)."""
+    await asyncio.to_thread(state.last_drift_check.refresh)
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/model")
@@ -168,6 +159,8 @@ async def predict(
         predict_uploads, champion, items, settings.ingest.max_pixels, state.model_lock
     )
     state.writer.submit(predictions)
+    for body in bodies:
+        state.metrics.predictions.labels(body["label"], body["version"]).inc()
     return {"predictions": bodies}
 
 
@@ -365,6 +358,46 @@ class RequestTimeout(HttpMiddleware):
             await JSONResponse(error_body(message), 504)(scope, receive, send)
 
 
+class Timed(HttpMiddleware):
+    """Every request's answer time into the latency histogram, by route, method and status
+    (paths that are no route count as `other`, so stray URLs cannot multiply the series)."""
+
+    def __init__(self, app, metrics: ServiceMetrics, routes: frozenset[str]) -> None:
+        super().__init__(app)
+        self.metrics = metrics
+        self.routes = routes
+
+    async def handle(self, scope, receive, send) -> None:
+        started, status = time.perf_counter(), 500
+
+        async def tracked(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        finally:
+            route = scope["path"] if scope["path"] in self.routes else "other"
+            self.metrics.latency.labels(route, scope["method"], str(status)).observe(
+                time.perf_counter() - started
+            )
+
+
+def live_view(holder: ChampionHolder, writer: InferenceLogWriter, drift: LastDriftCheck):
+    """What /metrics reads from the running service at each scrape."""
+
+    def champion() -> dict[str, str] | None:
+        current = holder.current
+        if current is None:
+            return None
+        source = str(current.info.get("weights_source") or "unknown")
+        return {"name": current.name, "version": current.version, "weights_source": source}
+
+    return ServiceView(champion, writer.status, drift)
+
+
 def create_app(settings: Settings, holder: ChampionHolder | None = None) -> FastAPI:
     """The service; a bad API keys file fails here, before anything listens."""
     hashes = (
@@ -381,8 +414,11 @@ def create_app(settings: Settings, holder: ChampionHolder | None = None) -> Fast
     # The store is not asked to create buckets here: an S3 outage at start-up must not keep the
     # service from answering (log rows wait in the spool).
     spool = LogSpool(settings.spool_dir, settings.serve_spool_max_rows)
-    writer = InferenceLogWriter(open_store(settings, create_buckets=False), spool)
-    app.state.service = ServiceState(settings, holder, writer)
+    store = open_store(settings, create_buckets=False)
+    writer = InferenceLogWriter(store, spool)
+    drift = LastDriftCheck(store)
+    metrics = service_metrics(live_view(holder, writer, drift))
+    app.state.service = ServiceState(settings, holder, writer, metrics, drift)
     app.include_router(router)
     app.add_exception_handler(BadImageError, bad_image)
     app.add_exception_handler(StarletteHTTPException, http_error)  # FastAPI's are a subclass
@@ -390,4 +426,5 @@ def create_app(settings: Settings, holder: ChampionHolder | None = None) -> Fast
     app.add_middleware(BodyLimit, max_bytes=settings.serve_max_request_bytes)
     app.add_middleware(ApiKeys, hashes=hashes)
     app.add_middleware(RequestTimeout, seconds=settings.serve_request_timeout_seconds)
+    app.add_middleware(Timed, metrics=metrics, routes=frozenset(r.path for r in router.routes))
     return app

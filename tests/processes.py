@@ -21,9 +21,16 @@ PROBLEMS: list[str] = []
 
 
 def start(
-    name: str, command: Sequence[str], *, env: dict[str, str], cwd: Path, log: Path
+    name: str,
+    command: Sequence[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    log: Path,
+    user: str | None = None,
 ) -> subprocess.Popen:
-    """Start `command` in a new process group, output to `log`, and record it."""
+    """Start `command` in a new process group, output to `log`, and record it. `user`: run as
+    that system user (PostgreSQL refuses to run as root)."""
     with log.open("ab") as out:
         process = subprocess.Popen(
             list(command),
@@ -33,6 +40,7 @@ def start(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            user=user,
         )
     STARTED.append((name, process))
     return process

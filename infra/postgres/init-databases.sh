@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs once, on an empty data volume: a database and a user of its own for MLflow (plus the
 # database of its auth app) and for Prefect. Passwords come from the mounted secrets, and go to
-# psql on its standard input, never on a command line.
+# psql on its standard input, never on a command line. SECRETS_DIR: where they are mounted.
 set -eu
 create() {  # user, password file, databases...
   user=$1 password=$(cat "$2")
@@ -14,5 +14,6 @@ SQL
       -c "CREATE DATABASE $db OWNER $user"
   done
 }
-create mlflow /run/secrets/mlflow_db_password mlflow mlflow_auth
-create prefect /run/secrets/prefect_db_password prefect
+secrets=${SECRETS_DIR:-/run/secrets}
+create mlflow "$secrets/mlflow_db_password" mlflow mlflow_auth
+create prefect "$secrets/prefect_db_password" prefect

@@ -38,9 +38,13 @@ class Champion:
         self.probe = embedding_model(self.model)
 
 
-def load_champion(registry: Registry, cache_dir: Path, name: str = MONITORED_MODEL) -> Champion:
-    """The model behind `name@champion`, resolved now, with its threshold and reference profile."""
-    current = registry.champion_version(name)
+def load_champion(
+    registry: Registry, cache_dir: Path, name: str = MONITORED_MODEL, version: str | None = None
+) -> Champion:
+    """The model behind `name@champion`, resolved now (or `version`, pinned: the shards of one
+    batch job are all scored by the version it started with), with its threshold and reference
+    profile."""
+    current = registry.version(name, version) if version else registry.champion_version(name)
     if current is None:
         raise RegistryError(f"model {name!r} has no champion yet: train and promote one first")
     version = str(current.version)

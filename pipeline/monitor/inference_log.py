@@ -17,6 +17,8 @@ from pipeline.adapters.storage import ObjectStore, sha256_hex
 
 LOG_PREFIX = "inference-log"
 REJECTED_PREFIX = "rejected-log"
+# The newest drift check's summary, whatever its result: what the service's /metrics shows.
+LAST_CHECK_KEY = "reports/drift/last-check.json"
 
 
 def log_object(

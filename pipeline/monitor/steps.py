@@ -23,6 +23,7 @@ from pipeline.monitor.champion import Champion, load_champion
 from pipeline.monitor.drift import DriftResult, check_drift
 from pipeline.monitor.drift_features import Projection, feature_table, fit_projection
 from pipeline.monitor.inference_log import (
+    LAST_CHECK_KEY,
     REJECTED_PREFIX,
     append_inference_log,
     read_inference_log,
@@ -132,6 +133,7 @@ def run_drift_check(
     if result.html is not None:
         report_uri = store_drift_report(store, registry, champion, result.html, summary, now)
         summary["report_uri"] = report_uri
+    store.put(LAST_CHECK_KEY, json.dumps(summary, indent=2).encode(), overwrite=True)
     return DriftCheck(result, champion.version, report_uri, summary)
 
 

@@ -15,6 +15,7 @@ from tests.integration.services import (
 )
 
 STARTUP: dict[str, float] = {}
+WALL_TIMES: dict[str, float] = {}  # whole-stack timings, reported at the end like STARTUP
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +68,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if STARTUP:
         times = ", ".join(f"{name} {seconds} s" for name, seconds in STARTUP.items())
         terminalreporter.write_line(f"server startup times: {times}")
+    for name, seconds in WALL_TIMES.items():
+        terminalreporter.write_line(f"{name}: {seconds} s")
 
 
 def s3_env(monkeypatch: pytest.MonkeyPatch, creds: S3Credentials, suffix: str) -> dict[str, str]:

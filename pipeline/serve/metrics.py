@@ -1,0 +1,172 @@
+"""Prometheus metrics of the prediction service, on a registry of each app's own.
+
+Counters and the latency histogram are updated as requests are answered; the rest (which model
+serves, the inference log's state, the last drift check) is read from the live service when
+Prometheus scrapes, so a scrape never shows a stale copy. No process-global registry: two apps
+in one process (the tests) count apart.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from pipeline.adapters.storage import ObjectNotFoundError, ObjectStore
+from pipeline.monitor.drift import DRIFT, INSUFFICIENT, NO_DRIFT, PREVALENCE
+from pipeline.monitor.inference_log import LAST_CHECK_KEY
+
+DRIFT_STATUSES = (NO_DRIFT, DRIFT, PREVALENCE, INSUFFICIENT)
+# Seconds: a single image answers in ~0.1 s, a batch of 16 ResNet50 films in a few seconds.
+LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass
+class LastDriftCheck:
+    """The newest drift check's summary (`reports/drift/last-check.json`), re-read from the
+    store at most every `max_age` seconds; None while there is none or it cannot be read."""
+
+    store: ObjectStore
+    max_age: float = 30.0
+    summary: dict | None = None
+    read_at: float = float("-inf")
+    error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refresh(self) -> None:
+        with self.lock:
+            if time.monotonic() - self.read_at < self.max_age:
+                return
+            self.read_at = time.monotonic()
+            try:
+                self.summary = json.loads(self.store.get(LAST_CHECK_KEY))
+                self.error = None
+            except ObjectNotFoundError:  # no drift check has run yet
+                self.summary, self.error = None, None
+            except Exception as exc:  # an unreadable store must not fail a scrape
+                self.error = f"{type(exc).__name__}: {exc}"
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """What a scrape reads from the running service."""
+
+    champion: Callable[[], dict[str, str] | None]  # name, version, weights_source; None: none
+    inference_log: Callable[[], dict]  # InferenceLogWriter.status()
+    drift: LastDriftCheck
+
+
+class LiveCollector(Collector):
+    def __init__(self, view: ServiceView) -> None:
+        self.view = view
+
+    def collect(self) -> Iterator[Metric]:
+        yield from champion_metrics(self.view.champion())
+        yield from log_metrics(self.view.inference_log())
+        yield from drift_metrics(self.view.drift, time.time())
+
+
+def champion_metrics(champion: dict[str, str] | None) -> Iterator[Metric]:
+    loaded = GaugeMetricFamily("pneumo_champion_loaded", "1 while a champion is loaded")
+    loaded.add_metric([], int(champion is not None))
+    yield loaded
+    info = InfoMetricFamily("pneumo_model", "The model serving now")
+    if champion is not None:
+        info.add_metric([], champion)
+    yield info
+
+
+def log_metrics(log: dict) -> Iterator[Metric]:
+    failing = GaugeMetricFamily(
+        "pneumo_inference_log_failing", "1 while writing the inference log fails"
+    )
+    failing.add_metric([], int(log["status"] == "failing"))
+    spooled = GaugeMetricFamily(
+        "pneumo_inference_log_spooled_rows", "Rows waiting on local disk for the store"
+    )
+    spooled.add_metric([], log["spooled_rows"])
+    lost = CounterMetricFamily(
+        "pneumo_inference_log_lost_rows", "Rows dropped because the spool was full"
+    )
+    lost.add_metric([], log["lost_rows"])
+    written = CounterMetricFamily(
+        "pneumo_inference_log_written_rows", "Rows written to the store, by log", labels=["log"]
+    )
+    for prefix, rows in sorted(log["written_rows"].items()):
+        written.add_metric([prefix], rows)
+    yield from (failing, spooled, lost, written)
+
+
+def drift_metrics(drift: LastDriftCheck, now: float) -> Iterator[Metric]:
+    readable = GaugeMetricFamily(
+        "pneumo_drift_check_readable", "0 when the last drift check could not be read"
+    )
+    readable.add_metric([], int(drift.error is None))
+    yield readable
+    if drift.summary is None:
+        return
+    checked = _epoch(drift.summary.get("checked_at"))
+    age = GaugeMetricFamily("pneumo_drift_check_age_seconds", "Seconds since the last drift check")
+    stamp = GaugeMetricFamily(
+        "pneumo_drift_check_timestamp_seconds", "When the last drift check ran (Unix time)"
+    )
+    if checked is not None:
+        age.add_metric([], max(0.0, now - checked))
+        stamp.add_metric([], checked)
+    yield from (age, stamp)
+    result = GaugeMetricFamily(
+        "pneumo_drift_check_result", "1 for the last drift check's result", labels=["status"]
+    )
+    for status in DRIFT_STATUSES:
+        result.add_metric([status], int(drift.summary.get("status") == status))
+    yield result
+
+
+def _epoch(iso: str | None) -> float | None:
+    try:
+        return datetime.fromisoformat(iso).timestamp() if iso else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ServiceMetrics:
+    registry: CollectorRegistry
+    latency: Histogram
+    predictions: Counter
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def service_metrics(view: ServiceView) -> ServiceMetrics:
+    """A registry of the service's own: request latency by route, predictions by label and
+    model version, and the live view."""
+    registry = CollectorRegistry(auto_describe=True)
+    latency = Histogram(
+        "pneumo_request_duration_seconds",
+        "Time to answer a request, by route, method and status code",
+        ["route", "method", "status"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+    predictions = Counter(
+        "pneumo_predictions",
+        "Images scored, by predicted label and model version",
+        ["label", "model_version"],
+        registry=registry,
+    )
+    registry.register(LiveCollector(view))
+    return ServiceMetrics(registry, latency, predictions)
