@@ -219,18 +219,36 @@ def demo(
 
 
 @app.command()
-def deploy(ctx: typer.Context) -> None:
+def deploy(
+    ctx: typer.Context,
+    pool: Annotated[
+        str | None, typer.Option(help="Work pool to deploy to (default: PNEUMO_WORK_POOL).")
+    ] = None,
+    pool_type: Annotated[
+        str,
+        typer.Option(
+            help="If the pool is new, create it as: process, docker, kubernetes or "
+            "kubernetes-gpu (templates in infra/workpools/)."
+        ),
+    ] = "process",
+) -> None:
     """Register the flows' deployments and schedules on the Prefect server at PREFECT_API_URL."""
     from prefect.settings import PREFECT_API_URL
 
     settings = settings_of(ctx)
+    if pool:
+        settings = settings.model_copy(update={"work_pool": pool})
     if not PREFECT_API_URL.value():
         raise output.fail(
             "set PREFECT_API_URL to your Prefect server (e.g. http://127.0.0.1:4200/api)", code=2
         )
-    from flows.deployments import deploy_all
+    from flows.deployments import POOL_KINDS, deploy_all
 
-    for name, deployment_id in deploy_all(settings).items():
+    if pool_type not in POOL_KINDS:
+        raise output.fail(f"--pool-type {pool_type!r}: use one of {', '.join(POOL_KINDS)}", 2)
+    with reported(FileNotFoundError):
+        ids = deploy_all(settings, pool_type)  # type: ignore[arg-type]
+    for name, deployment_id in ids.items():
         typer.echo(f"deployment {name} ({deployment_id}) on pool {settings.work_pool}")
     typer.echo(f"start a worker: prefect worker start --pool {settings.work_pool}")
 
@@ -261,6 +279,34 @@ def predict(
 ) -> None:
     """Score images with pneumonia-resnet@champion and append them to the inference log."""
     predict_and_print(source, out, settings_of(ctx))
+
+
+@app.command("batch-predict")
+def batch_predict(
+    ctx: typer.Context,
+    source: Annotated[
+        str, typer.Argument(help="Folder, object-store prefix, or manifest CSV (`key` column).")
+    ],
+    shard_size: Annotated[int, typer.Option(min=1, help="Images per task.")] = 256,
+    workers: Annotated[int, typer.Option(min=1, help="Local Dask worker processes.")] = 1,
+    cluster: Annotated[
+        str | None, typer.Option(help="Address of an existing Dask scheduler instead.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="CSV of every scored image.")] = None,
+) -> None:
+    """Score a large archive in shards on Dask; re-run the same command to resume."""
+    from flows.batch import ShardsFailedError
+    from flows.batch import batch_predict as batch_flow
+    from pipeline.adapters.registry import RegistryError
+    from pipeline.adapters.storage import StorageError
+
+    cli = ctx.ensure_object(Cli)
+    expected = (RegistryError, StorageError, FileNotFoundError, ValueError, ShardsFailedError)
+    with flow_process(cli), reported(*expected):
+        summary = batch_flow(
+            source, shard_size, workers, cluster, str(out.resolve()) if out else None
+        )
+    output.print_batch_job(summary)
 
 
 def drift_and_print(cli: Cli, retrain: bool, last: int | None, days: int | None) -> None:

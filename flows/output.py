@@ -148,6 +148,21 @@ def print_predictions(batch: BatchPrediction) -> None:
     typer.echo(f"inference log: {batch.log_uri or 'nothing logged'}")
 
 
+def print_batch_job(summary: dict) -> None:
+    typer.echo(
+        f"job {summary['job']} (pneumonia-resnet v{summary['model_version']}): "
+        f"{summary['shards']} shards, {summary['skipped_done']} already done, "
+        f"{summary['scored_now']} scored now"
+    )
+    typer.echo(
+        f"scored {summary['images_scored']} images, refused {summary['images_rejected']}, in "
+        f"{summary['seconds']} s ({summary['images_per_second']} images/s)"
+    )
+    typer.echo(f"summary: {summary['summary_uri']}")
+    if "csv" in summary:
+        typer.echo(f"predictions: {summary['csv']}")
+
+
 def signal_lines(summary: dict) -> list[str]:
     """The prevalence and data-quality signals of a drift check: alerts, never retraining."""
     lines = []

@@ -108,6 +108,13 @@ async def health(state: State) -> JSONResponse:
     )
 
 
+@router.get("/health/live")
+async def alive() -> dict:
+    """Open to all: 200 whenever the process answers, champion or not (a liveness probe: a
+    service still waiting for its first champion must not be restarted for it)."""
+    return {"status": "alive"}
+
+
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(state: State) -> Response:
     """Prometheus text format: request latency, predictions by label, the model serving, the
@@ -304,7 +311,9 @@ class BodyLimit(HttpMiddleware):
 
 # Routes anyone may call: readiness, the reviewers' page itself (it asks for a key when one is
 # needed) and the API description.
-OPEN_PATHS = frozenset({"/health", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+OPEN_PATHS = frozenset(
+    {"/health", "/health/live", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
+)
 
 
 class ApiKeys(HttpMiddleware):

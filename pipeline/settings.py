@@ -97,6 +97,10 @@ class TrainConfig(BaseModel):
     augment: AugmentConfig = AugmentConfig()
     seed: int = 42
     max_images_per_split: int | None = Field(None, ge=1, description="cap, for smoke runs")
+    # Data-parallel training (tf.distribute.MirroredStrategy): "auto" mirrors over every GPU
+    # when there are two or more, "mirrored" always (GPUs, else the logical CPU devices),
+    # "none" never. The batch size is per device.
+    distribute: Literal["auto", "mirrored", "none"] = "none"
 
 
 PROFILES: dict[str, dict] = {
@@ -115,6 +119,7 @@ PROFILES: dict[str, dict] = {
         "resnet_scratch_epochs": 30,
         "patience": 5,
         "resnet_weights_fallback": False,
+        "distribute": "auto",
     },
     # Test sizes: both models train in seconds on a few dozen images, so the whole flow can be
     # exercised end to end (tests, smoke runs: `pneumo --profile tiny demo`). Random ResNet
@@ -232,6 +237,8 @@ class Settings(BaseSettings):
     experiment: str = "pneumo-training"
     # Prefect deployments (`pneumo deploy`): schedules are cron strings in the server's timezone.
     work_pool: str = "pneumo-process"
+    # The image flow runs start from on Docker and Kubernetes pools (built from infra/Dockerfile).
+    deploy_image: str = "pneumo-ops:0.1.0"
     training_cron: str = "0 3 * * 1"
     drift_cron: str = "0 6 * * *"
     retrain_cron: str = "0 4 * * 0"

@@ -53,21 +53,31 @@ class Shard:
     def result_key(self) -> str:
         return f"{JOBS_PREFIX}/{self.job}/shards/{self.index:06d}.parquet"
 
+    @property
+    def plan_key(self) -> str:
+        return plan_key(self.job, self.index)
+
+
+def plan_key(job: str, index: int) -> str:
+    return f"{JOBS_PREFIX}/{job}/plan/{index:06d}.json"
+
 
 def list_source(location: str, store: ObjectStore) -> Source:
     """The names to score under a folder, a store prefix, or in a manifest CSV (`key` column)."""
     folder = Path(location)
     if folder.is_dir():
         names = tuple(p.relative_to(folder).as_posix() for p in listed_entries(folder))
-        return Source(str(folder.resolve()), "folder", names)
-    if location.endswith(".csv"):
-        return Source(location, "manifest", manifest_keys(location, store))
-    keys = tuple(store.list(location))
-    if not keys:
+        source = Source(str(folder.resolve()), "folder", names)
+    elif location.endswith(".csv"):
+        source = Source(location, "manifest", manifest_keys(location, store))
+    else:
+        source = Source(location, "prefix", tuple(store.list(location)))
+    if not source.names:
         raise FileNotFoundError(
-            f"{location!r} is neither a folder, a manifest CSV, nor a non-empty store prefix"
+            f"{location!r}: nothing to score (an empty folder or manifest, or a store prefix "
+            "with no objects)"
         )
-    return Source(location, "prefix", keys)
+    return source
 
 
 def manifest_keys(location: str, store: ObjectStore) -> tuple[str, ...]:
@@ -93,6 +103,19 @@ def plan_shards(source: Source, shard_size: int, model_version: str) -> list[Sha
         Shard(job, index, source.names[start : start + shard_size])
         for index, start in enumerate(range(0, len(source.names), shard_size))
     ]
+
+
+def store_plan(shards: list[Shard], store: ObjectStore) -> None:
+    """Each shard's names as an object of its own, so a task is given a shard's index, not its
+    names (a million names would otherwise travel as flow-run parameters)."""
+    for shard in shards:
+        if not store.exists(shard.plan_key):
+            store.put(shard.plan_key, json.dumps(list(shard.names)).encode())
+
+
+def read_plan(store: ObjectStore, job: str, index: int) -> Shard:
+    names = json.loads(store.get(plan_key(job, index)))
+    return Shard(job, index, tuple(names))
 
 
 def pending_shards(shards: list[Shard], store: ObjectStore) -> list[Shard]:

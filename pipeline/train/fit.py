@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,30 @@ class TrainedModel:
     @property
     def images_per_second(self) -> float:
         return self.images_seen / self.seconds if self.seconds else 0.0
+
+
+def distribution_strategy(mode: str) -> tf.distribute.Strategy:
+    """The strategy `TrainConfig.distribute` asks for. Mirrored over the GPUs, else over the
+    logical CPU devices (how the code path is tested without a GPU), reducing on one device
+    (NCCL exists only on GPUs)."""
+    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+    if mode == "none" or (mode == "auto" and len(gpus) < 2):
+        return tf.distribute.get_strategy()
+    if gpus:
+        return tf.distribute.MirroredStrategy(gpus)
+    cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(cpus, tf.distribute.ReductionToOneDevice())
+
+
+@contextmanager
+def distributed(cfg: TrainConfig) -> Iterator[TrainConfig]:
+    """Build, compile and fit inside the strategy's scope (its variables are mirrored, and
+    `fit` splits each batch across the replicas); the batch size grows with the replicas so
+    each device keeps `cfg.batch_size` images. The learning rate is left as configured."""
+    strategy = distribution_strategy(cfg.distribute)
+    replicas = strategy.num_replicas_in_sync
+    with strategy.scope():
+        yield cfg.model_copy(update={"batch_size": cfg.batch_size * replicas})
 
 
 def _datasets(data: PreparedData, cfg: TrainConfig, spec: InputSpec):
@@ -121,10 +146,11 @@ def train_cnn(
     data: PreparedData, cfg: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ()
 ) -> TrainedModel:
     keras.utils.set_random_seed(cfg.seed)
-    model = build_cnn(cfg, data.prior)
-    compile_model(model, cfg.cnn_learning_rate)
-    trained = TrainedModel("cnn", model)
-    _fit_images(model, data, cfg, cfg.cnn_epochs, trained, callbacks)
+    with distributed(cfg) as cfg:
+        model = build_cnn(cfg, data.prior)
+        compile_model(model, cfg.cnn_learning_rate)
+        trained = TrainedModel("cnn", model)
+        _fit_images(model, data, cfg, cfg.cnn_epochs, trained, callbacks)
     return trained
 
 
@@ -178,13 +204,14 @@ def build_resnet_with_weights(
 def train_resnet(data: PreparedData, cfg: TrainConfig, weights: str | None) -> TrainedModel:
     """Pretrained: head on cached frozen features, then the top blocks. Else: all layers."""
     keras.utils.set_random_seed(cfg.seed)
-    model, source = build_resnet_with_weights(cfg, weights, data.prior)
-    trained = TrainedModel("resnet", model, weights_source=source)
-    if source.startswith("none"):
-        compile_model(model, cfg.resnet_learning_rate)
-        _fit_images(model, data, cfg, cfg.resnet_scratch_epochs, trained)
-        return trained
-    fit_pretrained(split_resnet(model, cfg.resnet_unfreeze_blocks), data, cfg, trained)
+    with distributed(cfg) as cfg:
+        model, source = build_resnet_with_weights(cfg, weights, data.prior)
+        trained = TrainedModel("resnet", model, weights_source=source)
+        if source.startswith("none"):
+            compile_model(model, cfg.resnet_learning_rate)
+            _fit_images(model, data, cfg, cfg.resnet_scratch_epochs, trained)
+        else:
+            fit_pretrained(split_resnet(model, cfg.resnet_unfreeze_blocks), data, cfg, trained)
     return trained
 
 
@@ -285,6 +312,8 @@ def fine_tune(
     """Warm start: continue training a registered ResNet's top blocks on cached activations."""
     keras.utils.set_random_seed(cfg.seed)
     trained = TrainedModel("resnet", model, weights_source=f"warm start from {source}")
+    # The registered model was loaded outside any strategy: its variables are not mirrored, so
+    # fine-tuning runs on one device.
     parts = split_resnet(model, cfg.resnet_unfreeze_blocks)
     cached = cache_activations(parts, data, cfg, trained)
     train_top(parts, cached, data, cfg, epochs, trained)

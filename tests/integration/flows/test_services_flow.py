@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -125,6 +126,7 @@ def test_deployments_are_registered_with_their_schedules(isolated: Settings) -> 
         "training-pipeline/weekly-training": ["0 4 * * 2"],
         "drift-check/daily-drift-check": ["30 5 * * *"],
         "retrain-champion/retrain-on-drift": ["0 2 * * 6"],
+        "batch-predict/archive": [],  # started by hand with the archive to score
     }
     assert all(d.work_pool_name == settings.work_pool for d in deployments.values())
     assert all(d.global_concurrency_limit.limit == 1 for d in deployments.values())
@@ -136,6 +138,32 @@ def test_deployments_are_registered_with_their_schedules(isolated: Settings) -> 
         deployments["training-pipeline/weekly-training"].entrypoint
         == "flows/training.py:training_pipeline"
     )
+
+
+@pytest.mark.parametrize("kind", ["kubernetes", "kubernetes-gpu", "docker"])
+def test_deploying_to_an_image_pool_runs_the_flows_from_the_project_image(
+    isolated: Settings, kind: str
+) -> None:
+    """`pneumo deploy --pool NAME --pool-type KIND`: the pool gets infra/workpools' template,
+    and the flows are found by module path inside the image, not in this checkout."""
+    from prefect.client.orchestration import get_client
+
+    from flows.deployments import deploy_all
+
+    ids = deploy_all(isolated, kind)  # type: ignore[arg-type]
+    with get_client(sync_client=True) as client:
+        pool = client.read_work_pool(isolated.work_pool)
+        training = client.read_deployment_by_name("training-pipeline/weekly-training")
+    assert pool.type == ("docker" if kind == "docker" else "kubernetes")
+    limits = json.dumps(pool.base_job_template["job_configuration"])
+    assert ("nvidia.com/gpu" in limits) == (kind == "kubernetes-gpu")
+    assert len(ids) == 4 and training.work_pool_name == isolated.work_pool
+    assert training.entrypoint == "flows.training.training_pipeline"
+    assert not training.pull_steps and training.path in (None, "")
+    assert training.job_variables["image"] == isolated.deploy_image
+    # The template's own environment is kept beside approval, not replaced by it.
+    template_env = pool.base_job_template["variables"]["properties"]["env"]["default"]
+    assert training.job_variables["env"] == {**template_env, "PNEUMO_APPROVAL": "required"}
 
 
 def test_drift_event_starts_a_retrain_flow_run(isolated: Settings) -> None:

@@ -41,7 +41,7 @@ def secrets_of(name: str) -> dict[str, str]:
 def test_expected_services_exist() -> None:
     assert {
         "minio", "minio-init", "postgres", "mlflow", "mlflow-users", "prefect-server", "worker",
-        "api", "volume-owner",
+        "api", "volume-owner", "prometheus", "grafana",
     } == set(SERVICES)  # fmt: skip
     assert {"minio-init", "mlflow-users", "volume-owner"} == ONE_SHOT
 
@@ -94,8 +94,15 @@ def test_secrets_reaching_the_environment_are_variable_names(name: str) -> None:
             assert re.fullmatch(r"[A-Z_][A-Z0-9_]*", target), (name, target)
         else:
             path = f"/run/secrets/{target}"
-            assert path in map(str, (SERVICES[name].get("environment") or {}).values()) or (
-                name == "postgres"  # read by its init script
+            mounted = "".join(
+                (REPO / volume.split(":")[0]).read_text()
+                for volume in SERVICES[name].get("volumes") or []
+                if volume.startswith("./")
+            )
+            assert (
+                path in map(str, (SERVICES[name].get("environment") or {}).values())
+                or path in mounted  # a mounted config file names it (prometheus.yml)
+                or name == "postgres"  # read by its init script
             ), (name, target)
 
 
@@ -104,6 +111,8 @@ def test_each_service_gets_only_the_secrets_it_needs() -> None:
     assert api == {"api_s3_access_key", "api_s3_secret_key", "mlflow_api_password", "api_keys"}
     assert "mlflow_admin_password" not in api and "pipeline_s3_secret_key" not in api
     assert set(secrets_of("minio").values()) == {"minio_root_user", "minio_root_password"}
+    assert set(secrets_of("prometheus").values()) == {"metrics_api_key"}
+    assert set(secrets_of("grafana").values()) == {"grafana_admin_password"}
     for name in ("mlflow", "prefect-server", "worker", "api"):
         assert "postgres_password" not in secrets_of(name).values(), name
         assert not {"minio_root_user", "minio_root_password"} & set(secrets_of(name).values())
@@ -146,7 +155,9 @@ def test_every_variable_is_documented_in_env_example() -> None:
 
 
 def test_named_volumes_and_mounted_scripts_exist() -> None:
-    assert set(COMPOSE["volumes"]) == {"minio-data", "postgres-data", "pneumo-state"}
+    assert set(COMPOSE["volumes"]) == {
+        "minio-data", "postgres-data", "pneumo-state", "prometheus-data", "grafana-data",
+    }  # fmt: skip
     for service in SERVICES.values():
         for volume in service.get("volumes") or []:
             source = volume.split(":", 1)[0]
@@ -164,8 +175,10 @@ def test_make_secrets_writes_random_values_once_and_only_the_api_key_hash(
     key = re.search(r"\(shown only now\): (\S+)", first.stdout)[1]
     written = {p.name: p.read_text() for p in (tmp_path / "secrets").iterdir()}
     assert set(written) == set(COMPOSE["secrets"])
-    assert read_key_hashes(tmp_path / "secrets" / "api_keys") == {hash_key(key)}
-    assert len({v for k, v in written.items() if k.endswith("password")}) == 6  # all different
+    # The user's key, and Prometheus's own (kept in plain text for it to present).
+    scraper = written["metrics_api_key"]
+    assert read_key_hashes(tmp_path / "secrets" / "api_keys") == {hash_key(key), hash_key(scraper)}
+    assert len({v for k, v in written.items() if k.endswith("password")}) == 7  # all different
     assert oct((tmp_path / "secrets").stat().st_mode)[-3:] == "700"
     again = subprocess.run(["sh", str(script)], cwd=tmp_path, capture_output=True, text=True)
     assert "shown only now" not in again.stdout
