@@ -20,6 +20,7 @@ from flows.runtime import flow_settings
 from flows.tasks import IO
 from pipeline.adapters.backends import open_store
 from pipeline.adapters.registry import Registry, RegistryError
+from pipeline.adapters.storage import ObjectStore
 from pipeline.monitor.champion import MONITORED_MODEL, Champion, load_champion
 from pipeline.monitor.shards import (
     Shard,
@@ -145,7 +146,7 @@ def champion_version(settings: Settings) -> str:
 
 
 def finish_job(
-    store,
+    store: ObjectStore,
     shards: list[Shard],
     todo: list[Shard],
     results: list[dict | Exception],

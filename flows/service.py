@@ -22,7 +22,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.adapters.backends import open_store
@@ -32,7 +31,13 @@ from pipeline.monitor.inference_log import REJECTED_PREFIX
 from pipeline.serve.auth import key_matches, presented_key, read_key_hashes
 from pipeline.serve.background import ChampionHolder, InferenceLogWriter, LogSpool
 from pipeline.serve.handlers import BadImageError, check_upload, explain_upload, predict_uploads
-from pipeline.serve.metrics import LastDriftCheck, ServiceMetrics, ServiceView, service_metrics
+from pipeline.serve.metrics import (
+    CONTENT_TYPE,
+    LastDriftCheck,
+    ServiceMetrics,
+    ServiceView,
+    service_metrics,
+)
 from pipeline.settings import Settings
 
 
@@ -120,7 +125,7 @@ async def metrics(state: State) -> Response:
     """Prometheus text format: request latency, predictions by label, the model serving, the
     inference log's state, and the last drift check (its age and result)."""
     await asyncio.to_thread(state.last_drift_check.refresh)
-    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
 
 @router.get("/model")

@@ -26,7 +26,8 @@ cat > /tmp/pipeline-policy.json <<POLICY
 }
 POLICY
 # The service reads back what it wrote (a put first checks for the same object) and lists its
-# two log prefixes; the raw images, the manifests and the MLflow bucket are out of its reach.
+# two log prefixes, and reads the last drift check's summary (for /metrics); the raw images, the
+# manifests and the MLflow bucket are out of its reach.
 cat > /tmp/api-policy.json <<POLICY
 {
   "Version": "2012-10-17",
@@ -41,6 +42,11 @@ cat > /tmp/api-policy.json <<POLICY
       "Effect": "Allow",
       "Action": ["s3:GetObject", "s3:PutObject"],
       "Resource": ["arn:aws:s3:::$PNEUMO_S3_BUCKET_DATA/inference-log/*", "arn:aws:s3:::$PNEUMO_S3_BUCKET_DATA/rejected-log/*"]
+    },
+    {
+      "Effect": "Allow",
+      "Action": ["s3:GetObject"],
+      "Resource": ["arn:aws:s3:::$PNEUMO_S3_BUCKET_DATA/reports/drift/last-check.json"]
     }
   ]
 }

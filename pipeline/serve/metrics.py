@@ -15,7 +15,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -28,6 +34,7 @@ from pipeline.adapters.storage import ObjectNotFoundError, ObjectStore
 from pipeline.monitor.drift import DRIFT, INSUFFICIENT, NO_DRIFT, PREVALENCE
 from pipeline.monitor.inference_log import LAST_CHECK_KEY
 
+CONTENT_TYPE = CONTENT_TYPE_LATEST  # Prometheus's text format, version included
 DRIFT_STATUSES = (NO_DRIFT, DRIFT, PREVALENCE, INSUFFICIENT)
 # Seconds: a single image answers in ~0.1 s, a batch of 16 ResNet50 films in a few seconds.
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -323,7 +323,9 @@ def test_the_stack_trains_serves_and_retrains_on_drift(stack: Stack) -> None:
     )
     assert reply.status_code == 200, reply.text
     assert reply.json()["predictions"][0]["version"] == "1"
-    metrics = httpx.get(f"{api}/metrics", headers=headers).text
+    # Scraped as compose's Prometheus scrapes it: with its own key (infra/prometheus).
+    scraper = {"Authorization": f"Bearer {stack.secret('metrics_api_key')}"}
+    metrics = httpx.get(f"{api}/metrics", headers=scraper).text
     assert 'pneumo_model_info{name="pneumonia-resnet",version="1"' in metrics
     assert 'pneumo_predictions_total{label="' in metrics
 
