@@ -19,9 +19,9 @@ from prefect_dask import DaskTaskRunner
 from flows.runtime import flow_settings
 from flows.tasks import IO
 from pipeline.adapters.backends import open_store
-from pipeline.adapters.registry import Registry, RegistryError
+from pipeline.adapters.registry import Registry
 from pipeline.adapters.storage import ObjectStore
-from pipeline.monitor.champion import MONITORED_MODEL, Champion, load_champion
+from pipeline.monitor.champion import MONITORED_MODEL, Champion, load_champion, require_champion
 from pipeline.monitor.shards import (
     Shard,
     Source,
@@ -32,10 +32,11 @@ from pipeline.monitor.shards import (
     read_plan,
     score_shard,
     store_plan,
+    summarise_job,
     write_job_summary,
 )
 from pipeline.monitor.steps import champion_cache
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import load_settings
 
 
 class ShardsFailedError(RuntimeError):
@@ -73,7 +74,8 @@ def current_api_url() -> str:
 @functools.lru_cache(maxsize=1)
 def _champion(version: str, tracking_uri: str, home: str) -> Champion:
     # One load per worker process and version, not per shard: a registered version never
-    # changes, so reusing it cannot serve anything stale.
+    # changes, so reusing it cannot serve anything stale. The registry and home are part of
+    # the cache key only: a worker serving another environment loads again.
     settings = load_settings()
     return load_champion(
         Registry.from_settings(settings), champion_cache(settings), version=version
@@ -113,7 +115,7 @@ def batch_predict(
     `shard_size` images per task; re-run with the same arguments to resume."""
     settings = flow_settings()
     store = open_store(settings)
-    version = champion_version(settings)
+    version = str(require_champion(Registry.from_settings(settings)).version)
     planned = list_source(source, store)
     shards = plan_shards(planned, shard_size, version)
     store_plan(shards, store)
@@ -134,49 +136,22 @@ def batch_predict(
         results = score_shards.with_options(task_runner=runner)(
             light, shards[0].job, indices, version
         )
-    seconds = time.perf_counter() - started
-    return finish_job(store, shards, todo, results, version, seconds, out)
-
-
-def champion_version(settings: Settings) -> str:
-    found = Registry.from_settings(settings).champion_version(MONITORED_MODEL)
-    if found is None:
-        raise RegistryError(f"{MONITORED_MODEL} has no champion yet: train and promote one first")
-    return str(found.version)
+    summary = summarise_job(shards, todo, results, version, time.perf_counter() - started)
+    return finish_job(store, shards, summary, results, out)
 
 
 def finish_job(
-    store: ObjectStore,
-    shards: list[Shard],
-    todo: list[Shard],
-    results: list[dict | Exception],
-    version: str,
-    seconds: float,
-    out: str | None,
+    store: ObjectStore, shards: list[Shard], summary: dict, results: list, out: str | None
 ) -> dict:
-    """The job's summary (stored beside its shards); all rows to `out` once every shard is
-    done. Failed shards fail the run after the rest are kept."""
-    done = [r for r in results if isinstance(r, dict)]
-    failed = [(s.index, r) for s, r in zip(todo, results, strict=True) if not isinstance(r, dict)]
-    scored = sum(r["scored"] for r in done)
-    summary = {
-        "job": shards[0].job,
-        "model_version": version,
-        "shards": len(shards),
-        "skipped_done": len(shards) - len(todo),
-        "scored_now": len(done),
-        "failed": [index for index, _ in failed],
-        "images_scored": scored,
-        "images_rejected": sum(r["rejected"] for r in done),
-        "seconds": round(seconds, 1),
-        "images_per_second": round(scored / seconds, 2) if seconds and scored else 0.0,
-    }
+    """The summary stored beside the shards; all rows to `out` once every shard is done.
+    Failed shards fail the run after the rest are kept."""
     summary["summary_uri"] = store.uri(write_job_summary(store, summary["job"], summary))
-    if failed:
-        first = failed[0][1]
+    if summary["failed"]:
+        first = next(r for r in results if not isinstance(r, dict))
         raise ShardsFailedError(
-            f"{len(failed)} of {len(todo)} shards failed (first, shard {failed[0][0]}: "
-            f"{type(first).__name__}: {first}); the others are kept: re-run to resume"
+            f"{len(summary['failed'])} of {len(results)} shards failed (first, shard "
+            f"{summary['failed'][0]}: {type(first).__name__}: {first}); the others are kept: "
+            "re-run to resume"
         )
     if out:
         collect_results(shards, store).to_csv(out, index=False)

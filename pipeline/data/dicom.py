@@ -103,6 +103,12 @@ def to_unit_range(ds, stored: np.ndarray) -> np.ndarray:
     return np.clip((mapped - low) / max(high - low, 1e-12), 0.0, 1.0)
 
 
+def image_pixels(data: bytes, max_pixels: int) -> bytes:
+    """The bytes a model reads: a DICOM film rendered to PNG (only its pixels go further, never
+    a tag), anything else as it is. DicomError when a DICOM film cannot be rendered."""
+    return render_dicom(data, max_pixels).png if is_dicom(data) else data
+
+
 def render_dicom(data: bytes, max_pixels: int) -> RenderedFilm:
     """The film as an 8-bit grayscale PNG (MONOCHROME1 inverted), with what ingest records."""
     ds = read_dataset(data, max_pixels)

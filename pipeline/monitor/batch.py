@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.adapters.storage import ObjectStore, sha256_hex
-from pipeline.data.dicom import DicomError, is_dicom, render_dicom
+from pipeline.data.dicom import DicomError, image_pixels
 from pipeline.data.images import inspect_image
 from pipeline.files import listed_entries, read_listed
 from pipeline.monitor.champion import Champion
@@ -71,12 +71,11 @@ def predict_batch(
     rejected = [rejection(name, reason, None, champion, now) for name, reason in unread]
     good = []
     for name, data in items:
-        if is_dicom(data):  # only the rendered pixels go further: no tag reaches the log
-            try:
-                data = render_dicom(data, max_pixels).png
-            except DicomError as exc:
-                rejected.append(rejection(name, f"DICOM: {exc}", None, champion, now))
-                continue
+        try:  # a DICOM film's rendered pixels only: no tag reaches the log
+            data = image_pixels(data, max_pixels)
+        except DicomError as exc:
+            rejected.append(rejection(name, f"DICOM: {exc}", None, champion, now))
+            continue
         info = inspect_image(data, max_pixels)
         if info.issue:
             rejected.append(rejection(name, info.issue, info.bit_depth, champion, now))

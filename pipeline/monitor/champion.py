@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -44,9 +45,7 @@ def load_champion(
     """The model behind `name@champion`, resolved now (or `version`, pinned: the shards of one
     batch job are all scored by the version it started with), with its threshold and reference
     profile."""
-    current = registry.version(name, version) if version else registry.champion_version(name)
-    if current is None:
-        raise RegistryError(f"model {name!r} has no champion yet: train and promote one first")
+    current = registry.version(name, version) if version else require_champion(registry, name)
     version = str(current.version)
     # An incomplete champion (no threshold, no reference profile) is refused, not served with
     # defaults: `pneumo doctor` finds such versions and `pneumo rollback` moves past them.
@@ -68,6 +67,14 @@ def load_champion(
         info=registry.version_info(name, version),
         card=read_card(registry, current.run_id),
     )
+
+
+def require_champion(registry: Registry, name: str = MONITORED_MODEL) -> Any:
+    """The version `name@champion` points at now; a RegistryError if there is none."""
+    current = registry.champion_version(name)
+    if current is None:
+        raise RegistryError(f"model {name!r} has no champion yet: train and promote one first")
+    return current
 
 
 def read_card(registry: Registry, run_id: str) -> dict[str, str]:

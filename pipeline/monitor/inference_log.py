@@ -21,16 +21,24 @@ REJECTED_PREFIX = "rejected-log"
 LAST_CHECK_KEY = "reports/drift/last-check.json"
 
 
+def parquet_bytes(table: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
 def log_object(
-    predictions: pd.DataFrame, now: datetime | None = None, prefix: str = LOG_PREFIX
+    predictions: pd.DataFrame,
+    now: datetime | None = None,
+    prefix: str = LOG_PREFIX,
+    name: str | None = None,
 ) -> tuple[str, bytes]:
     """A batch as the object that holds it: a key in the day's partition, named by its content
-    (so writing it twice is harmless), and its Parquet bytes."""
+    (so writing it twice is harmless) or by `name`, and its Parquet bytes."""
     now = now or datetime.now(UTC)
-    buffer = io.BytesIO()
-    predictions.to_parquet(buffer, index=False)
-    data = buffer.getvalue()
-    return f"{prefix}/date={now:%Y-%m-%d}/{now:%H%M%S%f}-{sha256_hex(data)[:12]}.parquet", data
+    data = parquet_bytes(predictions)
+    stem = name or f"{now:%H%M%S%f}-{sha256_hex(data)[:12]}"
+    return f"{prefix}/date={now:%Y-%m-%d}/{stem}.parquet", data
 
 
 def append_inference_log(
@@ -38,12 +46,15 @@ def append_inference_log(
     predictions: pd.DataFrame,
     now: datetime | None = None,
     prefix: str = LOG_PREFIX,
+    name: str | None = None,
 ) -> str | None:
-    """Write a batch as a new object in today's partition; returns its key (None if empty)."""
+    """Write a batch as a new object in today's partition; returns its key (None if empty).
+    A `name`d object (a batch job's shard) is replaced when written again: a retried shard
+    replaces its rows instead of adding them twice."""
     if predictions.empty:
         return None
-    key, data = log_object(predictions, now, prefix)
-    store.put(key, data)
+    key, data = log_object(predictions, now, prefix, name)
+    store.put(key, data, overwrite=name is not None)
     return key
 
 

@@ -27,7 +27,12 @@ from pipeline.adapters.storage import ObjectNotFoundError, ObjectStore
 from pipeline.files import listed_entries, read_listed
 from pipeline.monitor.batch import Items, Unread, predict_batch
 from pipeline.monitor.champion import Champion
-from pipeline.monitor.inference_log import LOG_PREFIX, REJECTED_PREFIX
+from pipeline.monitor.inference_log import (
+    LOG_PREFIX,
+    REJECTED_PREFIX,
+    append_inference_log,
+    parquet_bytes,
+)
 
 JOBS_PREFIX = "batch-jobs"
 RESULT_COLUMNS = ["image", "sha256", "probability", "label", "threshold", "model_version"]
@@ -150,10 +155,9 @@ def score_shard(
     items, unread = read_shard(source, shard, store)
     now = datetime.now(UTC)
     predictions, rejected = predict_batch(champion, items, max_pixels, now=now, unread=unread)
-    stem = f"date={now:%Y-%m-%d}/batch-{shard.job}-{shard.index:06d}.parquet"
+    name = f"batch-{shard.job}-{shard.index:06d}"
     for prefix, table in ((LOG_PREFIX, predictions), (REJECTED_PREFIX, rejected)):
-        if not table.empty:
-            store.put(f"{prefix}/{stem}", parquet_bytes(table), overwrite=True)
+        append_inference_log(store, table, now, prefix, name)
     result = predictions.reindex(columns=RESULT_COLUMNS)
     store.put(shard.result_key, parquet_bytes(result), overwrite=True)  # last: the done mark
     return {
@@ -164,16 +168,35 @@ def score_shard(
     }
 
 
-def parquet_bytes(table: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    table.to_parquet(buffer, index=False)
-    return buffer.getvalue()
-
-
 def collect_results(shards: list[Shard], store: ObjectStore) -> pd.DataFrame:
     """Every shard's scored rows, in shard order."""
     tables = [pd.read_parquet(io.BytesIO(store.get(shard.result_key))) for shard in shards]
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=RESULT_COLUMNS)
+
+
+def summarise_job(
+    shards: list[Shard],
+    todo: list[Shard],
+    results: list[dict | Exception],
+    version: str,
+    seconds: float,
+) -> dict:
+    """What a run of the job did: shards skipped, scored and failed (by index), images scored
+    and refused, and the rate. `results`: one per shard of `todo`, a count or the failure."""
+    done = [r for r in results if isinstance(r, dict)]
+    scored = sum(r["scored"] for r in done)
+    return {
+        "job": shards[0].job,
+        "model_version": version,
+        "shards": len(shards),
+        "skipped_done": len(shards) - len(todo),
+        "scored_now": len(done),
+        "failed": [s.index for s, r in zip(todo, results, strict=True) if not isinstance(r, dict)],
+        "images_scored": scored,
+        "images_rejected": sum(r["rejected"] for r in done),
+        "seconds": round(seconds, 1),
+        "images_per_second": round(scored / seconds, 2) if seconds and scored else 0.0,
+    }
 
 
 def write_job_summary(store: ObjectStore, job: str, summary: dict) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.adapters.registry import CHAMPION
-from pipeline.data.dicom import DicomError, is_dicom, render_dicom
+from pipeline.data.dicom import DicomError, image_pixels
 from pipeline.data.images import inspect_image, not_an_image, sniff_format
 from pipeline.monitor.batch import predict_batch, rejection
 from pipeline.monitor.champion import Champion
@@ -47,11 +47,10 @@ def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int) -> byt
         )
     if not data:
         raise BadImageError(name, "empty file (0 bytes)")
-    if is_dicom(data):
-        try:
-            data = render_dicom(data, max_pixels).png
-        except DicomError as exc:
-            raise BadImageError(name, f"DICOM: {exc}") from None
+    try:
+        data = image_pixels(data, max_pixels)
+    except DicomError as exc:
+        raise BadImageError(name, f"DICOM: {exc}") from None
     if sniff_format(data) is None:
         raise BadImageError(name, not_an_image(data), 415)
     info = inspect_image(data, max_pixels)
