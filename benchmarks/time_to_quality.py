@@ -204,11 +204,10 @@ def run_project_resnet(data: PreparedData, settings: Settings) -> dict:
     run = Run("project ResNet50", lambda: parts.top.predict(test_cut, verbose=0).ravel(), clock)
     trained = TrainedModel("resnet", model, weights_source=source)
     fit_pretrained(parts, data, cfg, trained, [ScoreEachEpoch(run, test_labels)])
-    cached_images = len(data.train.paths) * cfg.resnet_feature_views + len(data.val.paths)
+    views = cfg.resnet_feature_views + len(cfg.resnet_view_crops)
+    cached_images = len(data.train.paths) * views + len(data.val.paths)
     # Head epochs see pooled features only (negligible FLOPs); fine-tuning runs the unfrozen top.
-    fine_tuned = (
-        trained.epochs.get("fine_tune", 0) * len(data.train.paths) * cfg.resnet_feature_views
-    )
+    fine_tuned = trained.epochs.get("fine_tune", 0) * len(data.train.paths) * views
     cache_flop = cached_images * forward_flops(parts.bottom)
     run.images = trained.images_seen
     run.flop = cache_flop + fine_tuned * training_flops(parts.top)

@@ -335,7 +335,12 @@ def retrain(
     ctx: typer.Context,
     reason: Annotated[str, typer.Option(help="Recorded on the new version.")] = "manual",
     labeled: Annotated[
-        Path | None, typer.Option(help="Newly labelled images, Kaggle layout.")
+        Path | None,
+        typer.Option(
+            help="Newly labelled films: DIR/{NORMAL,PNEUMONIA}/ or the Kaggle layout. Half "
+            "their patients (PNEUMO_SITE__JUDGE_FRACTION) only judge: the gate compares "
+            "challenger and champion on them and the new threshold is set on them."
+        ),
     ] = None,
 ) -> None:
     """Fine-tune the champion (plus new labels), gate it and register it."""
@@ -595,6 +600,39 @@ def card(
     path.write_text(text)
     typer.echo(f"model card: {path}")
     webbrowser.open(path.resolve().as_uri())
+
+
+site_app = typer.Typer(help="The deployment site's own labelled films.")
+app.add_typer(site_app, name="site")
+
+
+@site_app.command("accept")
+def site_accept(
+    ctx: typer.Context,
+    folder: Annotated[Path, typer.Argument(help="Labelled films: DIR/{NORMAL,PNEUMONIA}/.")],
+    version: Annotated[
+        str | None, typer.Option(help="pneumonia-resnet version (default: the champion).")
+    ] = None,
+    by: By = "",
+) -> None:
+    """Measure a version on the site's labelled films and put the site's threshold in force.
+
+    Exit 0 when the goal (sensitivity and specificity, PNEUMO_SITE__GOAL_*) holds at that
+    threshold, 1 when not; the threshold is recorded either way.
+    """
+    import getpass
+
+    from pipeline.adapters.registry import Registry, RegistryError
+    from pipeline.monitor.site import SiteFilmsError, accept_on_site
+
+    settings = settings_of(ctx)
+    runtime.route_logs(settings.home, ctx.ensure_object(Cli).verbose)
+    with reported(RegistryError, SiteFilmsError):
+        result = accept_on_site(
+            Registry.from_settings(settings), settings, folder, version, by or getpass.getuser()
+        )
+    output.print_site_acceptance(result)
+    raise typer.Exit(0 if result.accepted else 1)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from pipeline.settings import IMAGENET_WEIGHTS_FILE
 
 if TYPE_CHECKING:  # the monitoring steps load TensorFlow: not at `pneumo --help` time
     from pipeline.data.steps import IngestSummary, ValidationSummary
+    from pipeline.monitor.site import SiteAcceptance
     from pipeline.monitor.steps import BatchPrediction
     from pipeline.settings import Settings
 
@@ -146,6 +147,34 @@ def print_predictions(batch: BatchPrediction) -> None:
         typer.echo(f"  skipped {row.image}: {row.issue}")
     typer.echo(f"predictions: {batch.csv_path}")
     typer.echo(f"inference log: {batch.log_uri or 'nothing logged'}")
+
+
+def print_site_acceptance(result: SiteAcceptance) -> None:
+    """The site's figures with their intervals, the threshold now in force, the verdict."""
+    from pipeline.train.uncertainty import INTERVAL_METRICS, with_interval
+
+    m, films = result.metrics, result.films
+    typer.echo(
+        f"{result.model} v{result.version} on {films['films']} site films ({films['patients']} "
+        f"patients, {films['NORMAL']} NORMAL, {films['PNEUMONIA']} PNEUMONIA; manifest "
+        f"{result.manifest_id})"
+    )
+    typer.echo(
+        f"  at the previous threshold {result.previous_threshold:.4f}: sensitivity "
+        f"{result.at_previous['sensitivity']:.3f}, specificity "
+        f"{result.at_previous['specificity']:.3f}"
+    )
+    typer.echo(f"  site threshold {result.threshold:.4f} ({result.rule}), 95 % CI by patient:")
+    for name in INTERVAL_METRICS:
+        typer.echo(f"    {name:<12} {with_interval(m, name)}")
+    for reason in result.reasons:
+        typer.echo(f"  {reason}")
+    verdict = "ACCEPTED" if result.accepted else "NOT ACCEPTED"
+    typer.echo(
+        f"{verdict}: threshold {result.threshold:.4f} is now in force for predict, "
+        f"batch-predict, the service and drift (acceptance {result.acceptance_id}, by "
+        f"{result.by})"
+    )
 
 
 def print_batch_job(summary: dict) -> None:

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.adapters.backends import open_store
 from pipeline.adapters.registry import CHAMPION, Registry
-from pipeline.monitor.champion import MONITORED_MODEL, Champion, load_champion
+from pipeline.monitor.champion import MONITORED_MODEL, Champion, load_champion, revision_of
 from pipeline.monitor.inference_log import REJECTED_PREFIX
 from pipeline.serve.auth import key_matches, presented_key, read_key_hashes
 from pipeline.serve.background import ChampionHolder, InferenceLogWriter, LogSpool
@@ -225,10 +225,10 @@ def champion_holder(registry: Registry, settings: Settings) -> ChampionHolder:
 
     def resolve() -> str | None:
         found = registry.champion_version(MONITORED_MODEL)
-        return str(found.version) if found is not None else None
+        return revision_of(found) if found is not None else None
 
     cache = settings.home / "cache" / "serving"
-    return ChampionHolder(load=lambda: load_champion(registry, cache), resolve_version=resolve)
+    return ChampionHolder(load=lambda: load_champion(registry, cache), resolve_revision=resolve)
 
 
 @asynccontextmanager

@@ -44,6 +44,7 @@ REFERENCE_DIR = "reference"
 PIP_REQUIREMENTS = ["tensorflow-cpu", "keras>=3", "numpy"]
 VERSION_INFO_TAGS = (
     "threshold", "weights_source", "manifest_id", "gate_passed", "git_commit", "profile",
+    "site_threshold", "site_accepted", "site_acceptance_id", "site_summary",
 )  # fmt: skip
 # What a version must carry to be scored, promoted or served.
 REQUIRED_TAGS = ("threshold", "gate_passed", "weights_source", "image_size", "manifest_id")
@@ -57,8 +58,9 @@ class RegistryError(Exception):
 
 
 def threshold_of(version: Any) -> float:
-    """The decision threshold a version was registered with; never a silent default."""
-    raw = version.tags.get("threshold")
+    """The decision threshold in force: the site's once `pneumo site accept` recorded one
+    (`site_threshold`), else the one the version was registered with; never a silent default."""
+    raw = version.tags.get("site_threshold") or version.tags.get("threshold")
     try:
         value = float(raw)
     except (TypeError, ValueError):
@@ -311,10 +313,12 @@ class Registry:
         """The Keras model of a registered version, downloaded from its run's artifacts."""
         import mlflow
 
+        from pipeline.layers import CUSTOM_OBJECTS
+
         found = self.version(name, version)
         with tempfile.TemporaryDirectory() as tmp:
             path = self.client.download_artifacts(found.run_id, MODEL_DIR, tmp)
-            return mlflow.keras.load_model(path)
+            return mlflow.keras.load_model(path, custom_objects=CUSTOM_OBJECTS)
 
     def move_champion(
         self, name: str, version: str, reason: str, *, rollback: bool = False

@@ -37,8 +37,12 @@ _PATIENT_PATTERNS = (
 MANIFEST_COLUMNS = (
     "path", "key", "label", "source_split", "split", "patient_id", "subtype", "sha256", "bytes",
     "decodable", "issue", "quarantined", "width", "height", "mode", "channels", "bit_depth",
-    "mean", "std", "original_key",
+    "mean", "std", "original_key", "origin",
 )  # fmt: skip
+# `origin`: "dataset" for an ingested dataset, "labeled" for films labelled later and merged in
+# (`pneumo retrain --labeled`, the labelled inbox): the films of the new kind, which training
+# weighs up (pipeline.train.inputs) and of which a share only judges (split "site").
+ORIGINS = ("dataset", "labeled")
 # Resolves the secret that keys DICOM patients, only when a DICOM film comes.
 Secret = Callable[[], str]
 
@@ -89,23 +93,35 @@ def parse_subtype(file_name: str, label: str) -> str:
 
 
 def resolve_dataset_root(path: Path) -> Path:
-    """The folder that holds the split folders: PATH itself or PATH/chest_xray."""
+    """The folder that holds the split folders (PATH itself or PATH/chest_xray), or the label
+    folders of a flat layout (a site's labelled films: `PATH/{NORMAL,PNEUMONIA}/`)."""
     if not path.is_dir():
         raise IngestError(f"input folder {path} does not exist or is not a folder")
     for candidate in (path, path / "chest_xray"):
         if any((candidate / split).is_dir() for split in SPLITS):
             return candidate
+    if is_flat_layout(path):
+        return path
     raise IngestError(
         f"input folder {path} has no split folders: expected {'/'.join(SPLITS)} inside it "
-        "or inside its chest_xray/ folder"
+        f"or inside its chest_xray/ folder, or {'/'.join(LABELS)} folders"
     )
 
 
+def is_flat_layout(root: Path) -> bool:
+    """Label folders right under ROOT and no split folders."""
+    has_labels = any((root / label).is_dir() for label in LABELS)
+    return has_labels and not any((root / split).is_dir() for split in SPLITS)
+
+
 def discover_files(root: Path) -> list[SourceFile]:
-    """Every non-hidden file under ROOT/split/label, in a stable order."""
+    """Every non-hidden file under ROOT/split/label (or ROOT/label: source split train), in a
+    stable order."""
     found: list[SourceFile] = []
     for split in SPLITS:
         split_dir = root / split
+        if split == "train" and is_flat_layout(root):
+            split_dir = root  # the label folders sit right here; they count as training films
         if not split_dir.is_dir():
             continue
         for label_dir in sorted(p for p in split_dir.iterdir() if not p.name.startswith(".")):
@@ -239,5 +255,6 @@ def ingest_folder(
     frame = pd.DataFrame(collected)
     stored = int(frame.pop("_new").sum())
     frame["split"] = pd.NA
+    frame["origin"] = ORIGINS[0]
     frame = frame.reindex(columns=list(MANIFEST_COLUMNS))
     return IngestResult(manifest=frame, stored=stored, already_stored=len(frame) - stored)

@@ -19,7 +19,7 @@ LATEST_KEY = f"{MANIFEST_PREFIX}/LATEST"
 _INTEGER_COLUMNS = ("bytes", "width", "height", "channels", "bit_depth")
 _STRING_COLUMNS = (
     "path", "key", "label", "source_split", "split", "patient_id", "subtype", "sha256", "issue",
-    "mode",
+    "mode", "origin",
 )  # fmt: skip
 
 

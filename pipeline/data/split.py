@@ -72,11 +72,24 @@ def labeled_left_out(manifest: pd.DataFrame, labeled: pd.DataFrame) -> pd.Series
 
 
 def merge_labeled(
-    manifest: pd.DataFrame, labeled: pd.DataFrame
+    manifest: pd.DataFrame, labeled: pd.DataFrame, judge_fraction: float = 0.0, seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Add newly labelled images to the training split; returns (manifest, rows left out)."""
+    """Add newly labelled images; returns (manifest, rows left out).
+
+    About `judge_fraction` of their new patients (per label) go to the `site` split: films of
+    the new kind that no model trains on, kept to judge challenger against champion and to set
+    the new champion's threshold. The rest join `train`. A patient keeps the split it first got,
+    so a later round never moves judging films into training.
+    """
     reasons = labeled_left_out(manifest, labeled)
-    kept = labeled[reasons.isna()].assign(split="train")
+    kept = labeled[reasons.isna()].assign(split="train", origin="labeled")
+    judged = set(manifest.loc[manifest["split"] == "site", "patient_id"])
+    known = judged | set(manifest.loc[manifest["split"] == "train", "patient_id"])
+    new = kept[~kept["patient_id"].isin(known)]
+    if judge_fraction > 0 and len(new):
+        to_site = carve_by_patient(new, judge_fraction, seed)
+        judged |= set(new.loc[to_site, "patient_id"])
+    kept.loc[kept["patient_id"].isin(judged), "split"] = "site"
     left_out = labeled[reasons.notna()].assign(reason=reasons[reasons.notna()])
     return pd.concat([manifest, kept], ignore_index=True), left_out[
         ["path", "patient_id", "reason"]

@@ -176,6 +176,8 @@ def add_labeled(path: Path, store: ObjectStore, settings: Settings) -> LabeledSu
     labeled = ingest_folder(path, store, settings.ingest, patient_secret=secret).manifest
     usable = labeled[~labeled["quarantined"]]
     _, manifest = load_manifest(store)
-    merged, left_out = merge_labeled(manifest, usable)
+    merged, left_out = merge_labeled(
+        manifest, usable, settings.site.judge_fraction, settings.split.seed
+    )
     version, _ = save_manifest(store, merged)
     return LabeledSummary(version, len(merged) - len(manifest), left_out)

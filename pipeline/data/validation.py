@@ -114,11 +114,14 @@ def build_expectations(cfg: ValidationConfig) -> list:
         gxe.ExpectColumnValuesToBeInSet(
             column="label", value_set=list(LABELS), description=f"label in {LABELS}"
         ),
-        *(
-            gxe.ExpectColumnValuesToBeInSet(
-                column=c, value_set=list(SPLITS), description=f"{c} in {SPLITS}"
-            )
-            for c in ("split", "source_split")
+        gxe.ExpectColumnValuesToBeInSet(
+            column="source_split", value_set=list(SPLITS), description=f"source_split in {SPLITS}"
+        ),
+        # `site`: labelled films of the new kind kept to judge models (pipeline.data.split).
+        gxe.ExpectColumnValuesToBeInSet(
+            column="split",
+            value_set=[*SPLITS, "site"],
+            description=f"split in {(*SPLITS, 'site')}",
         ),
         gxe.ExpectColumnValuesToBeBetween(
             column="sha256_split_count", description="no identical image across splits", **one

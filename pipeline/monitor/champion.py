@@ -34,6 +34,7 @@ class Champion:
     # cards existed.
     card: dict[str, str] = field(default_factory=dict)
     probe: object = field(init=False, repr=False)
+    revision: str = ""  # `revision_of` the registry version it was loaded from
 
     def __post_init__(self) -> None:
         self.probe = embedding_model(self.model)
@@ -66,7 +67,14 @@ def load_champion(
         reference=reference,
         info=registry.version_info(name, version),
         card=read_card(registry, current.run_id),
+        revision=revision_of(current),
     )
+
+
+def revision_of(version: Any) -> str:
+    """Which version, at which threshold: a site acceptance changes the threshold in force
+    without a new version, and whoever holds a loaded champion must notice."""
+    return f"{version.version}/{version.tags.get('site_acceptance_id', 'validation')}"
 
 
 def require_champion(registry: Registry, name: str = MONITORED_MODEL) -> Any:

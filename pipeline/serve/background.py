@@ -35,17 +35,20 @@ class ChampionHolder:
     """
 
     load: Callable[[], Champion]
-    resolve_version: Callable[[], str | None]
+    # What is in force now (`revision_of`): a new version, or a new site threshold on the same
+    # one (`pneumo site accept`), loads again.
+    resolve_revision: Callable[[], str | None]
     current: Champion | None = None
     last_error: str | None = None
     # Set once the first look-up has ended, loaded or not: start-up waits for it only so long.
     first_attempt: threading.Event = field(default_factory=threading.Event)
 
     def refresh(self) -> bool:
-        """Load the champion if the alias points elsewhere; True when a new version came in."""
+        """Load the champion if the alias points elsewhere or its threshold changed; True when
+        a new one came in."""
         try:
-            version = self.resolve_version()
-            if version is None or (self.current is not None and self.current.version == version):
+            revision = self.resolve_revision()
+            if revision is None or (self.current is not None and self.current.revision == revision):
                 return False
             self.current = self.load()
             self.last_error = None

@@ -7,14 +7,11 @@ model card, and the champion move it allows.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from pipeline.adapters.registry import Registry
 from pipeline.train.candidate import Registration
-from pipeline.train.card import CARD_FILES, IMAGES, log_card, now_iso
+from pipeline.train.card import now_iso, update_card
 from pipeline.train.uncertainty import with_interval
 
 APPROVED, REJECTED, TIMED_OUT, PENDING = "approved", "rejected", "timed out", "pending"
@@ -83,16 +80,11 @@ def record_decision(
             "approval_reason": decision.reason[:4900],
         },
     )
-    card = json.loads(registry.read_run_file(registered.run_id, f"model_card/{CARD_FILES[0]}"))
-    card["approval"] = {**card.get("approval", {}), **decision.record()}
-    images = {}
-    for key, name in IMAGES.items():
-        try:
-            images[key] = registry.read_run_file(registered.run_id, f"evaluation/{name}")
-        except FileNotFoundError:
-            continue  # the card says the figure is not available
-    with tempfile.TemporaryDirectory() as tmp:
-        log_card(registry, registered.run_id, card, images, Path(tmp))
+
+    def add_decision(card: dict) -> None:
+        card["approval"] = {**card.get("approval", {}), **decision.record()}
+
+    update_card(registry, registered.run_id, add_decision)
 
 
 def apply_decision(

@@ -248,6 +248,11 @@ def collect_card(
         "data": {
             "manifest_id": provenance["manifest_id"],
             "gx_result": provenance["gx_result"],
+            "judged_on": (
+                "site's held-out films (split site; the threshold was chosen on them)"
+                if data.on_site
+                else "test split"
+            ),
             "splits": {
                 name: split_counts(part.rows, part.labels)
                 for name, part in (("train", data.train), ("val", data.val), ("test", data.test))

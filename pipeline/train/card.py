@@ -11,6 +11,8 @@ import base64
 import html
 import json
 import math
+import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,38 @@ def failure_modes(shifts: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def site_section(history: list[dict[str, Any]]) -> list[tuple[str, list[tuple]]]:
+    """The latest site acceptance in detail (its threshold is the one served), then every
+    acceptance so far, oldest first; nothing before the first one."""
+    if not history:
+        return []
+    last = history[-1]
+    m, films = last["metrics"], last["films"]
+    goal = last["goal"]
+    return [("Site validation", [
+        ("p", f"**{'Accepted' if last['accepted'] else 'Not accepted'}** on the site's labelled "
+              f"films (manifest `{last['manifest_id']}`: {films['films']} films, "
+              f"{films['patients']} patients, {films['NORMAL']} NORMAL, {films['PNEUMONIA']} "
+              f"PNEUMONIA) by {last['by']} at {last['at']}. Goal: sensitivity >= "
+              f"{goal['sensitivity']:.2f} and specificity >= {goal['specificity']:.2f}."),
+        ("table", ["metric", "value [95 % CI]"],
+         [[METRIC_LABELS[k], with_ci(m, k)] for k in INTERVAL_METRICS]),
+        ("ul", [
+            f"Served threshold {last['threshold']:.4f} ({last['rule']}), replacing "
+            f"{last['previous_threshold']:.4f}; at that one these films gave sensitivity "
+            f"{number(last['at_previous']['sensitivity'])}, specificity "
+            f"{number(last['at_previous']['specificity'])}.",
+            *last["reasons"],
+        ]),
+        ("table", ["at", "by", "films", "manifest", "threshold", "AUC", "sensitivity",
+                   "specificity", "accepted"],
+         [[h["at"], h["by"], h["films"]["films"], h["manifest_id"], f"{h['threshold']:.4f}",
+           number(h["metrics"]["roc_auc"]), number(h["metrics"]["sensitivity"]),
+           number(h["metrics"]["specificity"]), "yes" if h["accepted"] else "no"]
+          for h in history]),
+    ])]  # fmt: skip
+
+
 def card_sections(card: dict[str, Any]) -> list[tuple[str, list[tuple]]]:
     """The card as (heading, blocks); a block is ("p", text), ("ul", items), ("table", header,
     rows) or ("img", key, caption). Both renderers walk this one structure."""
@@ -140,7 +174,8 @@ def card_sections(card: dict[str, Any]) -> list[tuple[str, list[tuple]]]:
             ("table", split_header, split_rows),
         ]),
         ("Metrics", [
-            ("p", f"On the test split ({data['splits']['test']['images']} films, "
+            ("p", f"On the {data.get('judged_on', 'test split')} "
+                  f"({data['splits']['test']['images']} films, "
                   f"{data['splits']['test']['patients']} patients), 95 % intervals by patient "
                   "bootstrap, at the served threshold:"),
             ("table", ["metric", "value [95 % CI]"],
@@ -148,6 +183,7 @@ def card_sections(card: dict[str, Any]) -> list[tuple[str, list[tuple]]]:
             ("p", f"Threshold {card['threshold']['value']:.4f} ({card['threshold']['rule']}): "
                   f"{card['threshold']['why']}"),
         ]),
+        *site_section(card.get("site_validation", [])),
         ("Calibration", [
             ("p", f"{cal['description']}, fitted on the validation split ({cal['why']}). On "
                   f"test: ECE {number(m.get('ece_uncalibrated'))} before, {number(m.get('ece'))} "
@@ -273,6 +309,21 @@ def log_card(
         for path in write_card(card, images, folder)
     ]
     return uris[-1]
+
+
+def update_card(registry: Registry, run_id: str, change: Callable[[dict], None]) -> None:
+    """Re-render a version's stored card after `change` edits its JSON in place (an approval,
+    a site acceptance); the figures are the run's own evaluation artifacts."""
+    card = json.loads(registry.read_run_file(run_id, f"model_card/{CARD_FILES[0]}"))
+    change(card)
+    images = {}
+    for key, name in IMAGES.items():
+        try:
+            images[key] = registry.read_run_file(run_id, f"evaluation/{name}")
+        except FileNotFoundError:
+            continue  # the card says the figure is not available
+    with tempfile.TemporaryDirectory() as tmp:
+        log_card(registry, run_id, card, images, Path(tmp))
 
 
 def now_iso() -> str:

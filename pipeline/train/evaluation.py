@@ -111,7 +111,15 @@ def evaluate_candidate(
     scores = score_calibrated(trained, data, settings.calibration)
     threshold, rule = choose_threshold(data.val.labels, scores.val, settings.threshold)
     labels = data.test.labels
+    if data.on_site:  # the site's own films set its threshold (as `pneumo site accept` does)
+        threshold, rule = choose_threshold(labels, scores.test, settings.threshold)
+        rule = rule.replace("on val", "on the site's held-out films")
     metrics = compute_metrics(labels, scores.test, threshold, data.test.rows["subtype"])
+    if data.carved_test is not None:  # regression check on films of the training period
+        carved = predict_files(scores.model, data.carved_test.paths)
+        metrics["carved_test_roc_auc"] = compute_metrics(data.carved_test.labels, carved, 0.5)[
+            "roc_auc"
+        ]
     patients = data.test.rows["patient_id"].tolist()
     metrics |= interval_columns(bootstrap_intervals(labels, scores.test, threshold, patients))
     metrics |= calibration_metrics(labels, scores, settings.calibration.bins)

@@ -81,15 +81,16 @@ def distributed(cfg: TrainConfig) -> Iterator[TrainConfig]:
 def _datasets(data: PreparedData, cfg: TrainConfig, spec: InputSpec):
     augmenter = build_augmenter(cfg.augment, cfg.seed)
     train = make_dataset(
-        data.train.paths, data.train.labels, spec, cfg.batch_size, augmenter, cfg.seed
-    )
+        data.train.paths, data.train.labels, spec, cfg.batch_size, augmenter, cfg.seed,
+        weights=data.train_weight,
+    )  # fmt: skip
     val = make_dataset(data.val.paths, data.val.labels, spec, cfg.batch_size)
     return train, val
 
 
 def _fit(
     model: keras.Model,
-    train: tf.data.Dataset | tuple[np.ndarray, np.ndarray],
+    train: tf.data.Dataset | tuple[np.ndarray, ...],
     val: tf.data.Dataset | tuple[np.ndarray, np.ndarray],
     epochs: int,
     cfg: TrainConfig,
@@ -101,7 +102,9 @@ def _fit(
 ) -> None:
     """One training phase with early stopping on val AUC; appends to the history and timings.
 
-    `train` is a dataset of (images, labels) or arrays (inputs, labels), shuffled each epoch.
+    `train` is a dataset of (images, labels[, weights]) or arrays (inputs, labels[, weights]),
+    shuffled each epoch. Per-row weights already hold the class weight, so `class_weight` is
+    then not applied again (Keras refuses both at once).
     """
     if epochs <= 0:
         return
@@ -109,13 +112,15 @@ def _fit(
         monitor="val_auc", mode="max", patience=cfg.patience, restore_best_weights=True
     )
     arrays = isinstance(train, tuple)  # else a dataset of batches
+    weighted = len(train) == 3 if arrays else len(train.element_spec) == 3
     start = time.perf_counter()
     history = model.fit(
-        *(train if arrays else (train,)),
+        *(train[:2] if arrays else (train,)),
+        sample_weight=train[2] if arrays and weighted else None,
         batch_size=cfg.batch_size if arrays else None,
         validation_data=val,
         epochs=epochs,
-        class_weight=class_weight,
+        class_weight=None if weighted else class_weight,
         callbacks=[stop, *callbacks],
         shuffle=arrays,  # a tf.data pipeline shuffles itself (and Keras warns if asked)
         verbose=2,
@@ -235,6 +240,12 @@ class CachedActivations:
     train: np.ndarray
     train_labels: np.ndarray
     val: np.ndarray
+    train_weight: np.ndarray | None = None  # per row, as `PreparedData.train_weight`
+
+    def training_set(self, inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(inputs, labels) or (inputs, labels, weights) for `_fit`, row-aligned with train."""
+        rows = (inputs, self.train_labels)
+        return rows if self.train_weight is None else (*rows, self.train_weight)
 
 
 def cache_activations(
@@ -243,11 +254,15 @@ def cache_activations(
     """Run the frozen bottom once per training view and validation image."""
     start = time.perf_counter()
     augmenter = build_augmenter(cfg.augment, cfg.seed) if cfg.resnet_feature_views > 1 else None
-    views = cfg.resnet_feature_views
-    train = compute_activations(parts.bottom, data.train.paths, cfg.batch_size, augmenter, views)
+    views, crops = cfg.resnet_feature_views, cfg.resnet_view_crops
+    train = compute_activations(
+        parts.bottom, data.train.paths, cfg.batch_size, augmenter, views, crops
+    )
     val = compute_activations(parts.bottom, data.val.paths, cfg.batch_size)
     trained.add_phase("cache", time.perf_counter() - start)
-    return CachedActivations(train, repeat_labels(data.train.labels, views), val)
+    rows = views + len(crops)
+    weight = None if data.train_weight is None else repeat_labels(data.train_weight, rows)
+    return CachedActivations(train, repeat_labels(data.train.labels, rows), val, weight)
 
 
 def train_head(
@@ -266,7 +281,7 @@ def train_head(
     compile_model(parts.head, cfg.resnet_learning_rate)
     _fit(
         parts.head,
-        (train, cached.train_labels),
+        cached.training_set(train),
         (val, data.val.labels),
         cfg.resnet_head_epochs,
         cfg,
@@ -294,7 +309,7 @@ def train_top(
     compile_model(parts.top, cfg.resnet_finetune_learning_rate, xla=True)
     _fit(
         parts.top,
-        (cached.train, cached.train_labels),
+        cached.training_set(cached.train),
         (cached.val, data.val.labels),
         epochs,
         cfg,

@@ -9,7 +9,7 @@ retrained or served model gets the input it was built for, whatever the current 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -42,14 +42,18 @@ def input_spec(model: keras.Model) -> InputSpec:
     return InputSpec(int(shape[1]), int(shape[3]))
 
 
-def decode_image(data: tf.Tensor, spec: InputSpec) -> tf.Tensor:
+def decode_image(data: tf.Tensor, spec: InputSpec, crop: float = 1.0) -> tf.Tensor:
     """Encoded JPEG/PNG bytes -> `[size, size, channels]` float32 in 0..255.
 
     Colour files become gray for a 1-band model, gray files are repeated for a 3-band one.
+    `crop` < 1 keeps that central fraction of each side before resizing: a training view of
+    the film as a tighter collimation would show it (serving always sees the whole film).
     """
     image = tf.io.decode_image(
         data, channels=spec.channels, expand_animations=False, dtype=tf.uint8
     )
+    if crop < 1.0:
+        image = tf.image.central_crop(image, crop)
     image = tf.image.resize(image, (spec.size, spec.size), antialias=True)
     return tf.clip_by_value(image, 0.0, 255.0)
 
@@ -121,11 +125,17 @@ def make_dataset(
     batch_size: int,
     augmenter: keras.Layer | None = None,
     shuffle_seed: int | None = None,
+    crop: float = 1.0,
+    weights: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """Decoded, resized and cached images; shuffled and augmented only for training."""
-    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    """Decoded, resized and cached images; shuffled and augmented only for training.
+
+    Batches are (images, labels), or (images, labels, weights) when per-image `weights` are
+    given (Keras reads the third element as sample weights)."""
+    columns = (paths, labels) if weights is None else (paths, labels, weights)
+    dataset = tf.data.Dataset.from_tensor_slices(columns)
     dataset = dataset.map(
-        lambda path, label: (decode_image(tf.io.read_file(path), spec), label),
+        lambda path, *rest: (decode_image(tf.io.read_file(path), spec, crop), *rest),
         num_parallel_calls=AUTOTUNE,
     ).cache()
     if shuffle_seed is not None:
@@ -133,7 +143,8 @@ def make_dataset(
     dataset = dataset.batch(batch_size)
     if augmenter is not None:
         dataset = dataset.map(
-            lambda images, y: (augmenter(images, training=True), y), num_parallel_calls=AUTOTUNE
+            lambda images, *rest: (augmenter(images, training=True), *rest),
+            num_parallel_calls=AUTOTUNE,
         )
     return dataset.prefetch(AUTOTUNE)
 
@@ -152,6 +163,25 @@ class PreparedData:
     test: SplitData
     class_weight: dict[int, float] | None
     prior: float
+    # Films of the new kind that judge (manifest split "site"), when the manifest has them.
+    site: SplitData | None = None
+    # Per training row: class weight times the local films' weight; None when train holds no
+    # labelled local films (then `class_weight` alone applies).
+    train_weight: np.ndarray | None = None
+    # After `judged_on_site`: the carved test split, kept for a regression check only.
+    carved_test: SplitData | None = None
+
+    @property
+    def on_site(self) -> bool:
+        return self.carved_test is not None
+
+    def judged_on_site(self) -> PreparedData:
+        """Judged where the model will work: with site films in the manifest, they become the
+        split every evaluation, gate and champion comparison reads (`test`), and the one the
+        threshold is chosen on; without, the data as it is."""
+        if self.site is None:
+            return self
+        return replace(self, test=self.site, site=None, carved_test=self.test)
 
 
 def prepare_data(
@@ -168,12 +198,36 @@ def prepare_data(
             )
         paths = local_files(store, list(rows["key"]), list(rows["sha256"]), cache_dir)
         splits[name] = SplitData(rows, paths, labels)
-    train_labels = splits["train"].labels
+    site = usable_rows(manifest, "site")
+    if len(np.unique(labels_of(site))) == 2:  # judging needs both classes
+        keys, digests = list(site["key"]), list(site["sha256"])
+        splits["site"] = SplitData(
+            site, local_files(store, keys, digests, cache_dir), labels_of(site)
+        )
+    train = splits["train"]
+    weights = class_weights(train.labels) if cfg.class_weights else None
     return PreparedData(
         **splits,
-        class_weight=class_weights(train_labels) if cfg.class_weights else None,
-        prior=float(train_labels.mean()),
+        class_weight=weights,
+        prior=float(train.labels.mean()),
+        train_weight=row_weights(train, weights, cfg.local_weight_share),
     )
+
+
+def row_weights(
+    train: SplitData, weights: dict[int, float] | None, local_share: float
+) -> np.ndarray | None:
+    """Class weight times origin weight per training row, or None without local films.
+
+    Local films get the weight that makes them `local_share` of the total, or 1 if that is less.
+    """
+    local = (train.rows.get("origin", pd.Series(index=train.rows.index)) == "labeled").to_numpy()
+    if not local.any():
+        return None
+    per_local = max(1.0, local_share / (1 - local_share) * (~local).sum() / local.sum())
+    origin = np.where(local, per_local, 1.0)
+    by_class = np.ones(len(local)) if weights is None else np.vectorize(weights.get)(train.labels)
+    return (origin * by_class).astype(np.float32)
 
 
 def predict_files(model: keras.Model, paths: list[str], batch_size: int = 32) -> np.ndarray:
@@ -186,7 +240,10 @@ def predict_outputs(model: keras.Model, paths: list[str], batch_size: int = 32) 
     return model.predict(image_batches(paths, input_spec(model), batch_size), verbose=0)
 
 
-def image_batches(paths: list[str], spec: InputSpec, batch_size: int) -> tf.data.Dataset:
-    """Decoded images alone, in file order, for inference (no labels, shuffling or augmenting)."""
-    unlabelled = make_dataset(paths, np.zeros(len(paths), np.float32), spec, batch_size)
+def image_batches(
+    paths: list[str], spec: InputSpec, batch_size: int, crop: float = 1.0
+) -> tf.data.Dataset:
+    """Decoded images alone, in file order, for inference (no labels, shuffling or augmenting);
+    `crop` as in `decode_image`."""
+    unlabelled = make_dataset(paths, np.zeros(len(paths), np.float32), spec, batch_size, crop=crop)
     return unlabelled.map(lambda images, _: images)

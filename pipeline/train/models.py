@@ -8,6 +8,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from pipeline.layers import EqualizeHistogram
 from pipeline.settings import AugmentConfig, TrainConfig
 
 GRADCAM_LAYER = "last_conv"
@@ -32,6 +33,13 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
     if cfg.flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
     return keras.Sequential(layers, name="augment")
+
+
+def normalise_intensity(inputs: keras.KerasTensor, cfg: TrainConfig) -> keras.KerasTensor:
+    """The film as the learned layers see it: equalised per film unless turned off."""
+    if cfg.intensity_norm == "equalize":
+        return EqualizeHistogram(name="equalize")(inputs)
+    return inputs
 
 
 def _head(features: keras.KerasTensor, prior: float, dropout: float) -> keras.KerasTensor:
@@ -62,7 +70,7 @@ def build_cnn(cfg: TrainConfig, prior: float = 0.5) -> keras.Model:
     `cpu-small` run train both models on the full train split in about 20 minutes.
     """
     inputs = keras.Input((cfg.image_size, cfg.image_size, 1), name="image")
-    x = keras.layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    x = keras.layers.Rescaling(1.0 / 255, name="scale")(normalise_intensity(inputs, cfg))
     for block, filters in enumerate((32, 64, 128, 128)):
         last = block == 3
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
@@ -84,7 +92,8 @@ def build_resnet(cfg: TrainConfig, weights: str | None, prior: float = 0.5) -> k
     """
     size = cfg.image_size
     inputs = keras.Input((size, size, 1), name="image")
-    rgb = keras.layers.Concatenate(name="gray_to_rgb")([inputs, inputs, inputs])
+    gray = normalise_intensity(inputs, cfg)
+    rgb = keras.layers.Concatenate(name="gray_to_rgb")([gray, gray, gray])
     offsets = [-m for m in IMAGENET_BGR_MEAN]
     x = keras.layers.Rescaling(1.0, offset=offsets, name="imagenet_centre")(rgb)
     base = keras.applications.ResNet50(

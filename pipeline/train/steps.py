@@ -51,9 +51,11 @@ class RunContext:
 
 
 def prepare_training_data(store: ObjectStore, settings: Settings, manifest_id: str) -> PreparedData:
-    """Usable rows of each split of the manifest, with local files for tf.data."""
+    """Usable rows of each split of the manifest, with local files for tf.data; judged on the
+    site's held-out films when the manifest has them (`PreparedData.judged_on_site`)."""
     _, manifest = load_manifest(store, manifest_id)
-    return prepare_data(manifest, store, settings.training, settings.home / "cache")
+    data = prepare_data(manifest, store, settings.training, settings.home / "cache")
+    return data.judged_on_site()
 
 
 def start_run(validation: ValidationSummary, data: PreparedData, settings: Settings) -> RunContext:

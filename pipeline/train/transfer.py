@@ -11,11 +11,13 @@ although their output never changes. So the ResNet is cut at a residual-block bo
 Every part shares its layers with the full model, so training a part trains the full model: no
 weights are copied back. The base always runs in inference mode (`training=False`), so
 BatchNormalization keeps its ImageNet statistics, as in the full model.
-Augmentation becomes a fixed set of augmented views per image, drawn before caching.
+Augmentation becomes a fixed set of views per image, made before caching: central crops (the
+film as a tighter collimation shows it) and, if asked, randomly augmented copies.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import keras
@@ -87,13 +89,17 @@ def compute_activations(
     batch_size: int,
     augmenter: keras.Layer | None = None,
     views: int = 1,
+    crops: Sequence[float] = (),
 ) -> np.ndarray:
-    """Activations at the cut for every image: the original first, then `views - 1` augmented.
+    """Activations at the cut for every image: the original first, then one central crop per
+    `crops` entry, then `views - 1` augmented.
 
-    Shape `[views * len(paths), ...]`, view-major: row `v * len(paths) + i` is view v of image i.
+    Shape `[(views + len(crops)) * len(paths), ...]`, view-major: row `v * len(paths) + i` is
+    view v of image i.
     """
-    images = image_batches(paths, input_spec(bottom), batch_size)
-    passes = [images]
+    spec = input_spec(bottom)
+    images = image_batches(paths, spec, batch_size)
+    passes = [images, *(image_batches(paths, spec, batch_size, crop) for crop in crops)]
     if augmenter is not None:
         augmented = images.map(lambda x: augmenter(x, training=True), num_parallel_calls=AUTOTUNE)
         passes += [augmented] * (views - 1)

@@ -55,3 +55,36 @@ def test_labelled_images_join_the_latest_manifest_train_split(
     assert list(summary.left_out["reason"]) == [
         "patient is in val/test"
     ]  # IM-0100 is a test patient
+
+
+def labelled(patients: dict[str, str], prefix: str = "n") -> pd.DataFrame:
+    """One film per patient: {patient: label}."""
+    return pd.DataFrame(
+        {
+            "path": [f"{prefix}{i}" for i in range(len(patients))],
+            "patient_id": list(patients),
+            "label": list(patients.values()),
+            "split": [None] * len(patients),
+            "sha256": [f"{prefix}-{p}" for p in patients],
+        }
+    )
+
+
+def test_a_share_of_new_patients_only_judges_and_keeps_judging() -> None:
+    manifest = pd.DataFrame(
+        {"path": ["a"], "patient_id": ["p0"], "label": ["NORMAL"], "split": ["train"],
+         "sha256": ["s0"]}
+    )  # fmt: skip
+    first = labelled({f"q{i}": ("NORMAL" if i % 2 else "PNEUMONIA") for i in range(20)})
+    merged, _ = merge_labeled(manifest, first, judge_fraction=0.5, seed=1)
+    new = merged[merged["origin"] == "labeled"]
+    site = set(new.loc[new["split"] == "site", "patient_id"])
+    assert set(new["split"]) == {"train", "site"} and 8 <= len(site) <= 12
+    assert set(new.loc[new["split"] == "site", "label"]) == {"NORMAL", "PNEUMONIA"}
+    # A second round: films of judging patients stay judging, of training patients training.
+    again = labelled({"q0": "PNEUMONIA", "q1": "NORMAL"}, prefix="m")
+    merged2, _ = merge_labeled(merged, again, judge_fraction=0.5, seed=2)
+    latest = merged2.tail(2).set_index("patient_id")["split"]
+    for patient in ("q0", "q1"):
+        assert latest[patient] == ("site" if patient in site else "train")
+    assert merge_labeled(manifest, first)[0]["split"].tail(20).eq("train").all()  # fraction 0

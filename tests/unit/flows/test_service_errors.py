@@ -18,7 +18,7 @@ LIMIT = 1_000_000
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    empty = ChampionHolder(load=lambda: None, resolve_version=lambda: None)
+    empty = ChampionHolder(load=lambda: None, resolve_revision=lambda: None)
     settings = Settings(home=tmp_path, serve_max_request_bytes=LIMIT)
     with TestClient(create_app(settings, holder=empty)) as test_client:
         yield test_client

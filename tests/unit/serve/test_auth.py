@@ -18,7 +18,7 @@ def key_and_client(tmp_path: Path):
     key = new_key()
     keys = tmp_path / "keys"
     keys.write_text(f"# reviewers\n{hash_key(key)}\n\n{hash_key(new_key())}  # CI\n")
-    empty = ChampionHolder(load=lambda: None, resolve_version=lambda: None)
+    empty = ChampionHolder(load=lambda: None, resolve_revision=lambda: None)
     settings = Settings(home=tmp_path, serve_api_keys_file=keys)
     with TestClient(create_app(settings, holder=empty)) as client:
         yield key, client

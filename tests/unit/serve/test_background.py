@@ -104,8 +104,8 @@ def test_the_holder_retries_until_the_registry_answers() -> None:
             raise answer
         return answer
 
-    loaded = type("Loaded", (), {"version": "3"})()
-    holder = ChampionHolder(load=lambda: loaded, resolve_version=resolve)
+    loaded = type("Loaded", (), {"revision": "3"})()
+    holder = ChampionHolder(load=lambda: loaded, resolve_revision=resolve)
     stop = threading.Event()
     thread = threading.Thread(target=holder.watch, args=(60.0, stop, 0.05))
     thread.start()
@@ -122,7 +122,7 @@ def test_the_holder_error_is_redacted() -> None:
     def refuse() -> str:
         raise ConnectionError("cannot reach http://admin:pw-1234@mlflow:5000")
 
-    holder = ChampionHolder(load=lambda: None, resolve_version=refuse)
+    holder = ChampionHolder(load=lambda: None, resolve_revision=refuse)
     holder.refresh()
     assert holder.last_error == "ConnectionError: cannot reach http://admin:***@mlflow:5000"
 

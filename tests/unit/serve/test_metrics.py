@@ -28,7 +28,7 @@ def scrape(text: str) -> dict[tuple[str, tuple], float]:
 
 
 def test_requests_are_timed_by_route_and_a_stray_path_counts_as_other(tmp_path: Path) -> None:
-    empty = ChampionHolder(load=lambda: None, resolve_version=lambda: None)
+    empty = ChampionHolder(load=lambda: None, resolve_revision=lambda: None)
     with TestClient(create_app(Settings(home=tmp_path), holder=empty)) as client:
         for path in ("/health", "/health", "/no-such-route"):
             client.get(path)
@@ -49,7 +49,7 @@ def test_the_last_drift_check_shows_its_age_and_result(tmp_path: Path) -> None:
     checked = datetime.now(UTC) - timedelta(hours=2)
     summary = {"status": DRIFT, "checked_at": checked.isoformat(timespec="seconds")}
     open_store(settings).put(LAST_CHECK_KEY, json.dumps(summary).encode())
-    empty = ChampionHolder(load=lambda: None, resolve_version=lambda: None)
+    empty = ChampionHolder(load=lambda: None, resolve_revision=lambda: None)
     with TestClient(create_app(settings, holder=empty)) as client:
         samples = scrape(client.get("/metrics").text)
     assert 7200 <= samples[("pneumo_drift_check_age_seconds", ())] < 7300

@@ -1,0 +1,154 @@
+"""How the champion does on the deployment site's films: as trained, after site acceptance.
+
+    python -m benchmarks.site_transfer --home DIR [--site DIR] [--train] [--seed 0]
+
+`--home` holds a full-scale state: `--train` (or a home without a champion) first ingests the
+5,216 official train films (`shared/data/chest_xray_train224`) and runs the training flow with
+the shared ImageNet weights, timing it. Then, on the site's labelled films (default
+`shared/data/chest_xray_site`, 204 films of a later period; never trained on):
+
+1. the default training alone: AUC and, at the val-chosen threshold, sensitivity and
+   specificity, with 95 % patient-bootstrap intervals;
+2. site acceptance, honestly: the site films split in halves by patient; the threshold chosen
+   on half A by the project's rule, measured on half B (and the reverse);
+3. `pneumo site accept` on all the films, as a site runs it: in-sample figures and the share of
+   patient halves in which the goal held out of sample;
+4. with `--retrain`: `pneumo retrain --labeled` on half A (which keeps part of it to judge and
+   to set the threshold), the new champion then scored on half B, which nothing trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import SHARED, TRAIN224, WEIGHTS
+from pipeline.adapters.registry import Registry
+from pipeline.monitor.champion import load_champion
+from pipeline.monitor.site import (
+    LabelledFilms,
+    accept_on_site,
+    read_labelled_films,
+    score_films,
+)
+from pipeline.settings import Settings
+from pipeline.train.metrics import choose_threshold
+from pipeline.train.uncertainty import (
+    INTERVAL_METRICS,
+    bootstrap_intervals,
+    interval_columns,
+    patient_groups,
+    rate_metrics,
+    with_interval,
+)
+
+SITE = SHARED / "data" / "chest_xray_site"
+
+
+def train_full_scale(home: Path) -> float:
+    """Ingest the official train films and run the training flow; its wall time (s)."""
+    os.environ.update({"PNEUMO_HOME": str(home), "PNEUMO_TRAIN__RESNET_WEIGHTS": str(WEIGHTS)})
+    from flows.training import training_pipeline
+
+    start = time.perf_counter()
+    training_pipeline(data_path=str(TRAIN224))
+    return time.perf_counter() - start
+
+
+def figures(labels: np.ndarray, scores: np.ndarray, threshold: float, patients: list) -> dict:
+    metrics = rate_metrics(labels, scores, threshold)
+    return metrics | interval_columns(bootstrap_intervals(labels, scores, threshold, patients))
+
+
+def line(what: str, metrics: dict) -> str:
+    cells = " | ".join(with_interval(metrics, name) for name in INTERVAL_METRICS)
+    return f"| {what} | {cells} |"
+
+
+def halves(films: LabelledFilms, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Film indices of two patient halves."""
+    groups = patient_groups(films.rows["patient_id"].astype(str).tolist())
+    order = np.random.default_rng(seed).permutation(len(groups))
+    half = len(groups) // 2
+    return (
+        np.sort(np.concatenate([groups[i] for i in order[:half]])),
+        np.sort(np.concatenate([groups[i] for i in order[half:]])),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=Path(".bench/site"))
+    parser.add_argument("--site", type=Path, default=SITE)
+    parser.add_argument("--train", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retrain", action="store_true", help="step 4 (about 10 minutes)")
+    args = parser.parse_args()
+    settings = Settings(home=args.home)
+    registry = Registry.from_settings(settings)
+    if args.train or registry.champion_version("pneumonia-resnet") is None:
+        print(f"full-scale ingest + training: {train_full_scale(args.home):.0f} s")
+    champion = load_champion(registry, args.home / "cache" / "bench")
+    films = read_labelled_films(args.site, settings.ingest.max_pixels)
+    labels, patients = films.labels, films.rows["patient_id"].astype(str).tolist()
+    start = time.perf_counter()
+    scores = score_films(champion, films, settings.ingest.max_pixels)
+    print(
+        f"{champion.name} v{champion.version} ({champion.info.get('weights_source')}): "
+        f"{len(labels)} site films scored in {time.perf_counter() - start:.1f} s"
+    )
+    print("| step | AUC | sensitivity | specificity | PPV | NPV |\n| --- |" + " --- |" * 5)
+    print(line(f"default training, val threshold {champion.threshold:.3f}",
+               figures(labels, scores, champion.threshold, patients)))  # fmt: skip
+    a, b = halves(films, args.seed)
+    for fit, check, name in ((a, b, "A -> B"), (b, a, "B -> A")):
+        threshold, _ = choose_threshold(labels[fit], scores[fit], settings.threshold)
+        held = figures(labels[check], scores[check], threshold, [patients[i] for i in check])
+        print(line(f"site threshold {threshold:.3f} from half {name} ({len(check)} films)", held))
+    result = accept_on_site(registry, settings, args.site, by="benchmarks.site_transfer")
+    print(line(f"`site accept`, all films, in sample, threshold {result.threshold:.3f}",
+               result.metrics))  # fmt: skip
+    print(f"accepted: {result.accepted}; " + "; ".join(result.reasons))
+    if args.retrain:
+        retrain_on_half(films, args.site, a, b, settings)
+
+
+def copy_films(films: LabelledFilms, site: Path, indices: np.ndarray, target: Path) -> Path:
+    """`target/{NORMAL,PNEUMONIA}/` holding the chosen films, as a site would hand them over."""
+    for name in films.rows["name"].iloc[indices]:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(site / name, target / name)
+    return target
+
+
+def retrain_on_half(
+    films: LabelledFilms, site: Path, a: np.ndarray, b: np.ndarray, settings: Settings
+) -> None:
+    """Retrain on half A's films, then score the new champion on half B at its threshold."""
+    from flows.monitoring import retrain_champion
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        summary = retrain_champion(
+            reason="site films, half A", labeled_path=str(copy_films(films, site, a, Path(tmp)))
+        )
+        print(f"retrain on half A ({len(a)} films): {time.perf_counter() - start:.0f} s, "
+              f"gate passed: {summary['models']['resnet']['gate_passed']}")  # fmt: skip
+    registry = Registry.from_settings(settings)
+    champion = load_champion(registry, settings.home / "cache" / "bench-retrained")
+    held = LabelledFilms(films.rows.iloc[b].reset_index(drop=True), [films.data[i] for i in b])
+    scores = score_films(champion, held, settings.ingest.max_pixels)
+    patients = held.rows["patient_id"].astype(str).tolist()
+    print(line(f"retrained v{champion.version} on half B ({len(b)} films), its threshold "
+               f"{champion.threshold:.3f}", figures(held.labels, scores, champion.threshold,
+                                                    patients)))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
