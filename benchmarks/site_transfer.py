@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import SHARED, TRAIN224, WEIGHTS
+from flows.cli import configure_runtime
 from pipeline.adapters.registry import Registry
 from pipeline.monitor.champion import load_champion
 from pipeline.monitor.site import (
@@ -51,9 +52,9 @@ from pipeline.train.uncertainty import (
 SITE = SHARED / "data" / "chest_xray_site"
 
 
-def train_full_scale(home: Path) -> float:
+def train_full_scale() -> float:
     """Ingest the official train films and run the training flow; its wall time (s)."""
-    os.environ.update({"PNEUMO_HOME": str(home), "PNEUMO_TRAIN__RESNET_WEIGHTS": str(WEIGHTS)})
+    os.environ["PNEUMO_TRAIN__RESNET_WEIGHTS"] = str(WEIGHTS)
     from flows.training import training_pipeline
 
     start = time.perf_counter()
@@ -90,10 +91,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retrain", action="store_true", help="step 4 (about 10 minutes)")
     args = parser.parse_args()
+    os.environ["PNEUMO_HOME"] = str(args.home)  # the flows read their settings from it
     settings = Settings(home=args.home)
+    configure_runtime(settings)  # Prefect's and MLflow's state in the home, as the CLI sets it
     registry = Registry.from_settings(settings)
     if args.train or registry.champion_version("pneumonia-resnet") is None:
-        print(f"full-scale ingest + training: {train_full_scale(args.home):.0f} s")
+        print(f"full-scale ingest + training: {train_full_scale():.0f} s")
     champion = load_champion(registry, args.home / "cache" / "bench")
     films = read_labelled_films(args.site, settings.ingest.max_pixels)
     labels, patients = films.labels, films.rows["patient_id"].astype(str).tolist()
