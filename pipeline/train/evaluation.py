@@ -43,7 +43,12 @@ from pipeline.train.metrics import (
 from pipeline.train.models import HEAD_LAYER
 from pipeline.train.plots import plot_confusion, plot_roc_pr, plot_training_curves
 from pipeline.train.robustness import measure_under_shifts
-from pipeline.train.uncertainty import bootstrap_intervals, interval_columns, subgroup_table
+from pipeline.train.uncertainty import (
+    bootstrap_intervals,
+    interval_columns,
+    rate_metrics,
+    subgroup_table,
+)
 
 
 @dataclass
@@ -117,7 +122,7 @@ def evaluate_candidate(
     metrics = compute_metrics(labels, scores.test, threshold, data.test.rows["subtype"])
     if data.carved_test is not None:  # regression check on films of the training period
         carved = predict_files(scores.model, data.carved_test.paths)
-        metrics["carved_test_roc_auc"] = compute_metrics(data.carved_test.labels, carved, 0.5)[
+        metrics["carved_test_roc_auc"] = rate_metrics(data.carved_test.labels, carved, 0.5)[
             "roc_auc"
         ]
     patients = data.test.rows["patient_id"].tolist()

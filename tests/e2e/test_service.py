@@ -256,7 +256,7 @@ def test_no_model_means_503(trained) -> None:
     from pipeline.serve.background import ChampionHolder
     from pipeline.settings import Settings
 
-    empty = ChampionHolder(load=lambda: None, resolve_version=lambda: None)
+    empty = ChampionHolder(load=lambda: None, resolve_revision=lambda: None)
     with TestClient(create_app(Settings(home=trained.home), holder=empty)) as test_client:
         assert test_client.get("/health").status_code == 503
         response = test_client.post("/predict", files=upload(IMAGES[0]))
