@@ -120,7 +120,7 @@ class SiteEachEpoch(keras.callbacks.Callback):
 
 def run_finetune(home: Path, args: argparse.Namespace) -> None:
     cfg = TrainConfig(
-        image_size=SIZE, resnet_weights=str(WEIGHTS), intensity_norm=args.intensity,
+        image_size=SIZE, resnet_weights=str(WEIGHTS), resnet_intensity_norm=args.intensity,
         resnet_view_crops=args.crops, resnet_unfreeze_blocks=args.blocks,
         resnet_finetune_epochs=args.epochs, resnet_finetune_learning_rate=args.lr, patience=99,
     )  # fmt: skip

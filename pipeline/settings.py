@@ -71,9 +71,12 @@ class TrainConfig(BaseModel):
     """Model and training sizes; `PROFILES` holds the named profiles' defaults."""
 
     image_size: int = Field(128, ge=32)
-    # Per-film histogram equalisation as the models' first layer (pipeline.layers), so
-    # exposure differences between periods and machines reach no learned layer.
-    intensity_norm: Literal["none", "equalize"] = "equalize"
+    # Per-film histogram equalisation as a model's first layer (pipeline.layers), so exposure
+    # differences between periods and machines reach no learned layer. It helped the pretrained
+    # ResNet on the site's films and hurt the CNN from scratch (site AUC 0.908 without, 0.841
+    # with; README, "Quality on the site's films").
+    resnet_intensity_norm: Literal["none", "equalize"] = "equalize"
+    cnn_intensity_norm: Literal["none", "equalize"] = "none"
     batch_size: int = Field(32, ge=1)
     # Val AUC of the full-scale run peaked at epoch 4 of 6 (README); the best epoch is restored.
     cnn_epochs: int = Field(5, ge=0)

@@ -35,9 +35,9 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
     return keras.Sequential(layers, name="augment")
 
 
-def normalise_intensity(inputs: keras.KerasTensor, cfg: TrainConfig) -> keras.KerasTensor:
-    """The film as the learned layers see it: equalised per film unless turned off."""
-    if cfg.intensity_norm == "equalize":
+def normalise_intensity(inputs: keras.KerasTensor, mode: str) -> keras.KerasTensor:
+    """The film as the learned layers see it: equalised per film, or as it is ("none")."""
+    if mode == "equalize":
         return EqualizeHistogram(name="equalize")(inputs)
     return inputs
 
@@ -70,7 +70,9 @@ def build_cnn(cfg: TrainConfig, prior: float = 0.5) -> keras.Model:
     `cpu-small` run train both models on the full train split in about 20 minutes.
     """
     inputs = keras.Input((cfg.image_size, cfg.image_size, 1), name="image")
-    x = keras.layers.Rescaling(1.0 / 255, name="scale")(normalise_intensity(inputs, cfg))
+    x = keras.layers.Rescaling(1.0 / 255, name="scale")(
+        normalise_intensity(inputs, cfg.cnn_intensity_norm)
+    )
     for block, filters in enumerate((32, 64, 128, 128)):
         last = block == 3
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
@@ -92,7 +94,7 @@ def build_resnet(cfg: TrainConfig, weights: str | None, prior: float = 0.5) -> k
     """
     size = cfg.image_size
     inputs = keras.Input((size, size, 1), name="image")
-    gray = normalise_intensity(inputs, cfg)
+    gray = normalise_intensity(inputs, cfg.resnet_intensity_norm)
     rgb = keras.layers.Concatenate(name="gray_to_rgb")([gray, gray, gray])
     offsets = [-m for m in IMAGENET_BGR_MEAN]
     x = keras.layers.Rescaling(1.0, offset=offsets, name="imagenet_centre")(rgb)

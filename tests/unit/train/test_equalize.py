@@ -13,7 +13,7 @@ import pytest
 from pipeline.layers import CUSTOM_OBJECTS, EqualizeHistogram
 from pipeline.settings import TrainConfig
 from pipeline.train.inputs import InputSpec, prepare_image
-from pipeline.train.models import build_cnn
+from pipeline.train.models import build_cnn, build_resnet
 from tests.conftest import SAMPLE
 
 
@@ -48,7 +48,7 @@ def test_a_flat_film_and_each_film_of_a_batch_on_its_own() -> None:
 
 
 def test_training_predict_and_a_loaded_model_see_the_same_equalised_film(tmp_path: Path) -> None:
-    cfg = TrainConfig(image_size=32, intensity_norm="equalize")
+    cfg = TrainConfig(image_size=32, cnn_intensity_norm="equalize")
     model = build_cnn(cfg)
     probe = keras.Model(model.inputs, model.get_layer("equalize").output)
     real = sorted((SAMPLE / "test" / "NORMAL").iterdir())[0].read_bytes()
@@ -68,5 +68,13 @@ def test_training_predict_and_a_loaded_model_see_the_same_equalised_film(tmp_pat
 
 @pytest.mark.parametrize("norm", ["none", "equalize"])
 def test_the_setting_decides_whether_the_layer_is_there(norm: str) -> None:
-    model = build_cnn(TrainConfig(image_size=32, intensity_norm=norm))
-    assert ("equalize" in {layer.name for layer in model.layers}) == (norm == "equalize")
+    cnn = build_cnn(TrainConfig(image_size=32, cnn_intensity_norm=norm))
+    assert ("equalize" in {layer.name for layer in cnn.layers}) == (norm == "equalize")
+    resnet = build_resnet(TrainConfig(image_size=32, resnet_intensity_norm=norm), None)
+    assert ("equalize" in {layer.name for layer in resnet.layers}) == (norm == "equalize")
+
+
+def test_by_default_only_the_resnet_equalises() -> None:
+    cfg = TrainConfig(image_size=32)
+    assert "equalize" in {layer.name for layer in build_resnet(cfg, None).layers}
+    assert "equalize" not in {layer.name for layer in build_cnn(cfg).layers}
