@@ -60,25 +60,35 @@ class IngestError(ValueError):
     """The input folder does not have the expected layout."""
 
 
+# Kermany's `personN` numbering restarts in each official split (170 ids occur in both train and
+# test), so a name-derived id means one patient only within one numbering. A flat folder
+# (`DIR/{NORMAL,PNEUMONIA}/`: a site's labelled films) is its own numbering: its ids get this
+# scope and never match a dataset patient. The Kaggle layout keeps the dataset's numbering.
+LOCAL_PATIENT_SCOPE = "local"
+
+
 @dataclass(frozen=True)
 class SourceFile:
     path: Path
     relative: str
     label: str
     source_split: str
+    patient_scope: str = ""
 
 
-def parse_patient_id(file_name: str) -> str:
+def parse_patient_id(file_name: str, scope: str = "") -> str:
     """Patient id from a Kermany file name; the file stem when the name follows no known rule.
 
     Falling back to the stem treats an unknown file as its own patient, which can only make
-    grouping stricter, never leak a known patient across splits.
+    grouping stricter, never leak a known patient across splits. A `scope` names the numbering
+    the id belongs to (see LOCAL_PATIENT_SCOPE).
     """
+    prefix = f"{scope}:" if scope else ""
     for pattern in _PATIENT_PATTERNS:
         match = pattern.match(file_name)
         if match:
-            return match.group(1)
-    return Path(file_name).stem
+            return prefix + match.group(1)
+    return prefix + Path(file_name).stem
 
 
 def parse_subtype(file_name: str, label: str) -> str:
@@ -119,9 +129,10 @@ def discover_files(root: Path) -> list[SourceFile]:
     stable order."""
     found: list[SourceFile] = []
     for split in SPLITS:
-        split_dir = root / split
+        split_dir, scope = root / split, ""
         if split == "train" and is_flat_layout(root):
-            split_dir = root  # the label folders sit right here; they count as training films
+            # The label folders sit right here; they count as training films, numbered apart.
+            split_dir, scope = root, LOCAL_PATIENT_SCOPE
         if not split_dir.is_dir():
             continue
         for label_dir in sorted(p for p in split_dir.iterdir() if not p.name.startswith(".")):
@@ -136,15 +147,17 @@ def discover_files(root: Path) -> list[SourceFile]:
                 raise IngestError(
                     f"unknown label folder {label_dir}: expected one of {', '.join(LABELS)}"
                 )
-            found.extend(_files_in(label_dir, root, label_dir.name, split))
+            found.extend(_files_in(label_dir, root, label_dir.name, split, scope))
     if not found:
         raise IngestError(f"no files found under {root}/{{{','.join(SPLITS)}}}/{{label}}/")
     return found
 
 
-def _files_in(label_dir: Path, root: Path, label: str, split: str) -> Iterable[SourceFile]:
+def _files_in(
+    label_dir: Path, root: Path, label: str, split: str, scope: str
+) -> Iterable[SourceFile]:
     for path in listed_entries(label_dir):
-        yield SourceFile(path, path.relative_to(root).as_posix(), label, split)
+        yield SourceFile(path, path.relative_to(root).as_posix(), label, split, scope)
 
 
 def describe_and_store(
@@ -156,7 +169,7 @@ def describe_and_store(
         "path": source.relative,
         "label": source.label,
         "source_split": source.source_split,
-        "patient_id": parse_patient_id(name),
+        "patient_id": parse_patient_id(name, source.patient_scope),
         "subtype": parse_subtype(name, source.label),
     }
     data, unread = read_listed(source.path)
@@ -216,17 +229,17 @@ def describe_dicom(
 
 
 def film_identity(
-    name: str, data: bytes, max_pixels: int, patient_secret: Secret
+    name: str, data: bytes, max_pixels: int, patient_secret: Secret, scope: str = ""
 ) -> tuple[str, str]:
     """(patient_id, sha256) as ingest would record them, without storing anything."""
     if is_dicom(data):
         try:
             film = render_dicom(data, max_pixels)
         except DicomError:
-            return parse_patient_id(name), sha256_hex(data)
+            return parse_patient_id(name, scope), sha256_hex(data)
         patient = patient_key(film.patient_id, patient_secret()) if film.patient_id else None
-        return patient or parse_patient_id(name), sha256_hex(film.png)
-    return parse_patient_id(name), sha256_hex(data)
+        return patient or parse_patient_id(name, scope), sha256_hex(film.png)
+    return parse_patient_id(name, scope), sha256_hex(data)
 
 
 @dataclass(frozen=True)

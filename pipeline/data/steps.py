@@ -157,7 +157,8 @@ def count_new_labeled(path: Path, store: ObjectStore, settings: Settings) -> int
     ]
     secret = functools.partial(patient_secret, settings)
     identities = [
-        film_identity(s.path.name, data, settings.ingest.max_pixels, secret) for s, data in readable
+        film_identity(s.path.name, data, settings.ingest.max_pixels, secret, s.patient_scope)
+        for s, data in readable
     ]
     labeled = pd.DataFrame(
         {

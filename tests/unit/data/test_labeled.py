@@ -57,6 +57,26 @@ def test_labelled_images_join_the_latest_manifest_train_split(
     ]  # IM-0100 is a test patient
 
 
+def test_a_flat_folder_numbers_its_patients_apart(
+    small_dataset: Path, store, settings, tmp_path: Path
+) -> None:
+    """Kermany restarts `personN` in each official split: a site's IM-0100 is not the dataset's."""
+    from pipeline.data.manifest import load_manifest
+    from pipeline.data.steps import add_labeled, count_new_labeled, ingest_dataset
+    from tests.conftest import make_dataset
+
+    ingest_dataset(small_dataset, store, settings)
+    # IM-0100 is a test patient of the dataset; laid out flat, the film is the site's own.
+    flat = make_dataset(tmp_path / "site", {"train": {"IM-0100": 1, "person77": 1}}, seed=901)
+    flat = flat / "train"  # DIR/{NORMAL,PNEUMONIA}/
+    assert count_new_labeled(flat, store, settings) == 2
+    summary = add_labeled(flat, store, settings)
+    assert summary.added == 2 and summary.left_out.empty
+    _, manifest = load_manifest(store)
+    added = manifest[manifest["origin"] == "labeled"]
+    assert set(added["patient_id"]) == {"local:IM-0100", "local:person77"}
+
+
 def labelled(patients: dict[str, str], prefix: str = "n") -> pd.DataFrame:
     """One film per patient: {patient: label}."""
     return pd.DataFrame(
