@@ -12,9 +12,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
+from scipy.stats import rankdata
 
 INTERVAL_METRICS = ("roc_auc", "sensitivity", "specificity", "ppv", "npv")
+
+
+def rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic on mid-ranks: equal to sklearn's `roc_auc_score`
+    (ties count one half), without its input validation, which costs ~2 ms a call: a bootstrap
+    calls this thousands of times per evaluation. Labels must hold both classes."""
+    positive = np.asarray(labels) == 1
+    count = int(positive.sum())
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - count * (count + 1) / 2) / (count * (len(ranks) - count)))
 
 
 def rate_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
@@ -29,7 +39,7 @@ def rate_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> di
 
     both = positive.any() and not positive.all()
     return {
-        "roc_auc": float(skm.roc_auc_score(labels, scores)) if both else float("nan"),
+        "roc_auc": rank_auc(labels, scores) if both else float("nan"),
         "sensitivity": ratio(tp, fn),
         "specificity": ratio(tn, fp),
         "ppv": ratio(tp, fp),
@@ -196,9 +206,7 @@ def compare_auc(
         picked = labels[index]
         if picked.min() == picked.max():
             return float("nan")
-        return skm.roc_auc_score(picked, candidate[index]) - skm.roc_auc_score(
-            picked, champion[index]
-        )
+        return rank_auc(picked, candidate[index]) - rank_auc(picked, champion[index])
 
     resampled = patient_resamples(patients, resamples, seed)
     draws = np.array([difference(chosen) for chosen in resampled])

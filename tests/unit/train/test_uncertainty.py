@@ -11,9 +11,21 @@ from pipeline.train.uncertainty import (
     bootstrap_intervals,
     interval_columns,
     patient_groups,
+    rank_auc,
     rate_metrics,
     subgroup_table,
 )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rank_auc_is_sklearns_auc_ties_included(seed: int) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 60)
+    labels[:2] = [0, 1]
+    scores = np.round(rng.random(60) * (1 + labels), 1)  # coarse: many tied scores
+    assert rank_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
 
 
 def cohort(patients: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, list[str]]:
