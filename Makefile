@@ -6,10 +6,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo demo-drift ui test test-unit lint format lock clean
+.PHONY: help install demo demo-drift ui test test-unit test-integration test-e2e lint format lock clean
 
 help: ## Show this help
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +28,17 @@ demo-drift: $(STAMP) ## After `make demo`: no drift, image drift (waits for labe
 ui: $(STAMP) ## MLflow and Prefect UIs on the local state (Ctrl-C stops both)
 	$(BIN)/pneumo ui
 
-test: $(STAMP) ## Run every test (unit, integration, end-to-end)
-	$(BIN)/pytest
+test: $(STAMP) ## Run every test (unit, integration, end-to-end); prints the 40 slowest
+	$(BIN)/pytest --durations=40
 
 test-unit: $(STAMP) ## Run the fast offline unit tests only
 	$(BIN)/pytest tests/unit -m "not slow"
+
+test-integration: $(STAMP) ## Run the tests against real local services (S3, MLflow, Prefect, PostgreSQL)
+	$(BIN)/pytest tests/integration
+
+test-e2e: $(STAMP) ## Run the end-to-end tests of whole flows on tiny real data
+	$(BIN)/pytest tests/e2e
 
 lint: $(STAMP) ## Lint, check formatting (ruff), the layering contracts and that git keeps every source file
 	$(BIN)/ruff check .
