@@ -103,6 +103,10 @@ class TrainConfig(BaseModel):
     # the run then records weights_source "none (...)", never "imagenet".
     resnet_weights_fallback: bool = True
     patience: int = Field(3, ge=1, description="early stopping on val AUC, epochs")
+    # Which weights the pretrained ResNet keeps after each phase: "last" runs the fixed schedule
+    # (val films of the training period are saturated, so their best epoch is noise: README,
+    # "Quality on the site's films"), "best" stops early and restores the best val AUC's.
+    resnet_keep: Literal["last", "best"] = "last"
     class_weights: bool = True
     # Labelled local films in train (manifest origin "labeled") weigh this share of the total
     # training weight (never less than their plain count): ~100 local films among ~3,600 would

@@ -64,6 +64,7 @@ def build_candidate(
         "train_images_per_second": round(trained.images_per_second, 2),
         **{f"train_seconds_{phase}": seconds for phase, seconds in trained.phases.items()},
         **{f"train_epochs_{phase}": epochs for phase, epochs in trained.epochs.items()},
+        "kept_epoch": trained.kept_epoch,
     }
     example = prepare_image(Path(data.test.paths[0]).read_bytes(), spec)[None]
     return Candidate(

@@ -191,7 +191,9 @@ def draw_figures(
     ]
     if trained.history:
         figures.append(
-            plot_training_curves(trained.history, out_dir / "training_curves.png", trained.kind)
+            plot_training_curves(
+                trained.history, out_dir / "training_curves.png", trained.kind, trained.kept_epoch
+            )
         )
     return figures
 

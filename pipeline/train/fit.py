@@ -42,6 +42,8 @@ class TrainedModel:
     weights_source: str = "none (trained from scratch)"
     phases: dict[str, float] = field(default_factory=dict)  # seconds per training phase
     epochs: dict[str, int] = field(default_factory=dict)  # epochs run per training phase
+    # The 1-based epoch (phases numbered on) whose weights the model kept.
+    kept_epoch: int | None = None
     # When training began (Unix seconds): the MLflow run starts here, so its duration is real.
     started_at: float = field(default_factory=time.time)
 
@@ -99,18 +101,21 @@ def _fit(
     phase: str,
     samples: int,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    keep_best: bool = True,
 ) -> None:
-    """One training phase with early stopping on val AUC; appends to the history and timings.
+    """One training phase; appends to the history and timings.
 
-    `train` is a dataset of (images, labels[, weights]) or arrays (inputs, labels[, weights]),
-    shuffled each epoch. Per-row weights already hold the class weight, so `class_weight` is
-    then not applied again (Keras refuses both at once).
+    `keep_best`: early stopping on val AUC, the best epoch's weights restored; else every epoch
+    runs and the last one's weights stay. `train` is a dataset of (images, labels[, weights]) or
+    arrays (inputs, labels[, weights]), shuffled each epoch. Per-row weights already hold the
+    class weight, so `class_weight` is then not applied again (Keras refuses both at once).
     """
     if epochs <= 0:
         return
     stop = keras.callbacks.EarlyStopping(
         monitor="val_auc", mode="max", patience=cfg.patience, restore_best_weights=True
     )
+    watchers = [stop, *callbacks] if keep_best else list(callbacks)
     arrays = isinstance(train, tuple)  # else a dataset of batches
     weighted = len(train) == 3 if arrays else len(train.element_spec) == 3
     start = time.perf_counter()
@@ -121,12 +126,15 @@ def _fit(
         validation_data=val,
         epochs=epochs,
         class_weight=None if weighted else class_weight,
-        callbacks=[stop, *callbacks],
+        callbacks=watchers,
         shuffle=arrays,  # a tf.data pipeline shuffles itself (and Keras warns if asked)
         verbose=2,
     )
     trained.add_phase(phase, time.perf_counter() - start)
     ran = len(history.history.get("loss", []))
+    before = len(trained.history.get("loss", []))
+    restored = keep_best and stop.best_weights is not None
+    trained.kept_epoch = before + (stop.best_epoch + 1 if restored else ran)
     trained.epochs[phase] = trained.epochs.get(phase, 0) + ran
     trained.images_seen += ran * samples
     for name, values in history.history.items():
@@ -290,6 +298,7 @@ def train_head(
         "head",
         len(train),
         callbacks,
+        keep_best=cfg.resnet_keep == "best",
     )
 
 
@@ -318,6 +327,7 @@ def train_top(
         "fine_tune",
         len(cached.train),
         callbacks,
+        keep_best=cfg.resnet_keep == "best",
     )
 
 

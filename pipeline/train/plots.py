@@ -13,17 +13,10 @@ from pipeline.train.inputs import InputSpec, PreparedData, image_batches
 from pipeline.train.models import build_augmenter
 
 
-def best_epoch(history: dict[str, list[float]]) -> int | None:
-    """The 1-based epoch the restored weights come from: best val AUC, else lowest val loss."""
-    if history.get("val_auc"):
-        return int(np.nanargmax(history["val_auc"])) + 1
-    if history.get("val_loss"):
-        return int(np.nanargmin(history["val_loss"])) + 1
-    return None
-
-
-def plot_training_curves(history: dict[str, list[float]], out: Path, title: str) -> Path:
-    """Loss (log scale), accuracy and AUC per epoch, train vs val, best epoch marked.
+def plot_training_curves(
+    history: dict[str, list[float]], out: Path, title: str, kept_epoch: int | None
+) -> Path:
+    """Loss (log scale), accuracy and AUC per epoch, train vs val, the kept epoch marked.
 
     The log scale keeps one diverged val loss (thousands) from flattening every other point.
     Phases (head, fine-tuning) are concatenated, numbered on.
@@ -32,15 +25,14 @@ def plot_training_curves(history: dict[str, list[float]], out: Path, title: str)
     from matplotlib.ticker import MaxNLocator
 
     names = [m for m in ("loss", "accuracy", "auc") if m in history]
-    best = best_epoch(history)
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5))
     for ax, name in zip(np.atleast_1d(axes), names, strict=True):
         epochs = np.arange(1, len(history[name]) + 1)
         ax.plot(epochs, history[name], marker="o", label="train")
         if f"val_{name}" in history:
             ax.plot(epochs, history[f"val_{name}"], marker="o", label="val")
-        if best is not None:
-            ax.axvline(best, color="grey", linestyle="--", label=f"best epoch ({best})")
+        if kept_epoch is not None:
+            ax.axvline(kept_epoch, color="grey", linestyle="--", label=f"kept ({kept_epoch})")
         if name == "loss":
             ax.set_yscale("log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
