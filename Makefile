@@ -5,6 +5,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest-xdist workers for `make test`, each running one test file at a time (its module
+# fixtures then train once); 0 runs everything in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: help install demo demo-drift ui test test-unit test-integration test-e2e lint format lock clean
 
@@ -28,17 +31,17 @@ demo-drift: $(STAMP) ## After `make demo`: no drift, image drift (waits for labe
 ui: $(STAMP) ## MLflow and Prefect UIs on the local state (Ctrl-C stops both)
 	$(BIN)/pneumo ui
 
-test: $(STAMP) ## Run every test (unit, integration, end-to-end); prints the 40 slowest
-	$(BIN)/pytest --durations=40
+test: $(STAMP) ## Run every test (unit, integration, end-to-end) on TEST_WORKERS; prints the 40 slowest
+	$(BIN)/pytest --durations=40 -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: $(STAMP) ## Run the fast offline unit tests only
 	$(BIN)/pytest tests/unit -m "not slow"
 
 test-integration: $(STAMP) ## Run the tests against real local services (S3, MLflow, Prefect, PostgreSQL)
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest tests/integration -n $(TEST_WORKERS) --dist loadfile
 
 test-e2e: $(STAMP) ## Run the end-to-end tests of whole flows on tiny real data
-	$(BIN)/pytest tests/e2e
+	$(BIN)/pytest tests/e2e -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP) ## Lint, check formatting (ruff), the layering contracts and that git keeps every source file
 	$(BIN)/ruff check .

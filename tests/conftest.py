@@ -15,7 +15,7 @@ from PIL import Image
 
 from pipeline.adapters.storage import LocalStore
 from pipeline.settings import Settings
-from tests import processes
+from tests import processes, summary
 
 # Before any test imports Prefect, Keras or MLflow: keep their state out of the user's home.
 _STATE = Path(tempfile.mkdtemp(prefix="pneumo-tests-"))
@@ -71,10 +71,25 @@ def unbound_concurrency_service():
         services.ConcurrencySlotAcquisitionWithLeaseService.drain_all(timeout=10, at_exit=False)
 
 
+WORKER_LINES: list[str] = []  # the summary lines of pytest-xdist workers, on the controller
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:  # an xdist worker: its controller prints these
+        output["summary_lines"] = summary.lines()
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown when the plugin is absent
+def pytest_testnodedown(node, error) -> None:
+    WORKER_LINES.extend(getattr(node, "workeroutput", {}).get("summary_lines", []))
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
-    """Processes that had to be killed are reported even when no test failed because of it."""
-    for problem in processes.PROBLEMS:
-        terminalreporter.write_line(f"process teardown: {problem}")
+    """Start-up times, and processes that had to be killed even when no test failed because of
+    it, from every process that ran tests."""
+    for line in [*WORKER_LINES, *summary.lines()]:
+        terminalreporter.write_line(line)
 
 
 # Gates that any model passes: for tests about what happens after a pass.

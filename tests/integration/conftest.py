@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import summary
 from tests.integration.services import (
     S3Credentials,
     Service,
@@ -13,9 +14,6 @@ from tests.integration.services import (
     prefect_server,
     seaweed,
 )
-
-STARTUP: dict[str, float] = {}
-WALL_TIMES: dict[str, float] = {}  # whole-stack timings, reported at the end like STARTUP
 
 
 @pytest.fixture(scope="session")
@@ -57,19 +55,11 @@ def prefect_api(tmp_path_factory) -> Iterator[str]:
 
 def _running(service: Service, value):
     service.start()
-    STARTUP[service.name] = round(service.startup_seconds, 1)
+    summary.record("server startup times", service.name, service.startup_seconds)
     try:
         yield value
     finally:
         service.stop()
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    if STARTUP:
-        times = ", ".join(f"{name} {seconds} s" for name, seconds in STARTUP.items())
-        terminalreporter.write_line(f"server startup times: {times}")
-    for name, seconds in WALL_TIMES.items():
-        terminalreporter.write_line(f"{name}: {seconds} s")
 
 
 def s3_env(monkeypatch: pytest.MonkeyPatch, creds: S3Credentials, suffix: str) -> dict[str, str]:

@@ -32,10 +32,9 @@ import httpx
 import pytest
 from minio import Minio
 
-from tests import processes
+from tests import processes, summary
 from tests.conftest import FAST_TRAINING, OPEN_GATES, SAMPLE, tiny_subset
 from tests.integration.compose import Network, image_environment, interpolate, services
-from tests.integration.conftest import WALL_TIMES
 from tests.integration.services import (
     BIN,
     Service,
@@ -239,12 +238,12 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         stack.start("worker", f"http://127.0.0.1:{ports['worker']}/health")
         health = f"http://127.0.0.1:{ports['api']}/health"
         stack.start("api", health, ready=lambda: answers(health))
-        WALL_TIMES["compose stack start"] = round(time.perf_counter() - started, 1)
+        summary.record("compose stack", "start", time.perf_counter() - started)
         yield stack
     finally:
         for service in reversed(stack.running):
             service.stop()
-        WALL_TIMES["compose stack test"] = round(time.perf_counter() - started, 1)
+        summary.record("compose stack", "test", time.perf_counter() - started)
 
 
 def deployment_run(stack: Stack, name: str) -> str:
