@@ -635,6 +635,58 @@ def site_accept(
     raise typer.Exit(0 if result.accepted else 1)
 
 
+labels_app = typer.Typer(help="Radiologists' reads that arrive after scoring.")
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("add")
+def labels_add(
+    ctx: typer.Context,
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A CSV (image: the file name or sha256 the inference log records; label: "
+            "NORMAL or PNEUMONIA; optional reader, read_at, patient) or a labels folder "
+            "DIR/{NORMAL,PNEUMONIA}/ matched by content."
+        ),
+    ],
+) -> None:
+    """Store labels append-only (a later read of an image supersedes, history kept); labels of
+    images never scored are kept and reported as unmatched. A bad row adds nothing."""
+    from flows.monitoring import add_labels
+    from pipeline.adapters.storage import StorageError
+    from pipeline.monitor.labels import LabelsError
+
+    cli = ctx.ensure_object(Cli)
+    with flow_process(cli), reported(LabelsError, StorageError):
+        summary = add_labels(str(source), trigger="event")
+    output.print_labels_added(summary)
+
+
+@app.command()
+def performance(
+    ctx: typer.Context,
+    days: Annotated[int | None, typer.Option(help="Only predictions of the last D days.")] = None,
+    version: Annotated[str | None, typer.Option(help="Only this pneumonia-resnet version.")] = None,
+    retrain: Annotated[
+        bool, typer.Option(help="Retrain the champion on the labelled films when it dropped.")
+    ] = True,
+) -> None:
+    """Realised performance of the logged predictions that have labels, per version, against
+    what the version was validated at; exit 1 when a drop is alerted (PNEUMO_PERFORMANCE__*)."""
+    from flows.monitoring import performance_check
+    from pipeline.adapters.registry import RegistryError
+    from pipeline.locks import LockTimeoutError
+
+    cli = ctx.ensure_object(Cli)
+    with flow_process(cli), reported(RegistryError, LockTimeoutError):
+        summary = performance_check(
+            trigger="direct" if retrain else "none", days=days, version=version
+        )
+    output.print_performance(summary, cli.settings)
+    raise typer.Exit(1 if summary["alert"] else 0)
+
+
 @app.command()
 def rollback(
     ctx: typer.Context,

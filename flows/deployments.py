@@ -23,7 +23,14 @@ from prefect.workers.process import ProcessWorker
 
 from flows.batch import batch_predict
 from flows.guard import ensure_champion_limit
-from flows.monitoring import DRIFT_EVENT, drift_check, retrain_champion
+from flows.monitoring import (
+    DRIFT_EVENT,
+    LABELS_EVENT,
+    PERFORMANCE_EVENT,
+    drift_check,
+    performance_check,
+    retrain_champion,
+)
 from flows.training import training_pipeline
 from pipeline.settings import Settings
 
@@ -32,6 +39,7 @@ TEMPLATES = REPO / "infra" / "workpools"
 TRAINING = "weekly-training"
 DRIFT = "daily-drift-check"
 RETRAIN = "retrain-on-drift"
+PERFORMANCE = "daily-performance-check"
 BATCH = "archive"
 PoolKind = Literal["process", "docker", "kubernetes", "kubernetes-gpu"]
 # pool kind -> (worker type, base job template in infra/workpools/; None: the worker's default)
@@ -129,7 +137,28 @@ def deploy_all(settings: Settings, kind: PoolKind = "process") -> dict[str, UUID
             parameters={"trigger": "event"},
             description=f"Evidently drift check of the champion; emits {DRIFT_EVENT} on drift.",
         ),
-        # Weekly, and whenever the drift event arrives (the report URI rides in the resource id).
+        # Daily, and whenever labels arrive.
+        f"performance-check/{PERFORMANCE}": _deploy(
+            performance_check,
+            "flows/monitoring.py:performance_check",
+            PERFORMANCE,
+            settings,
+            pool,
+            cron=settings.performance_cron,
+            parameters={"trigger": "event"},
+            triggers=[
+                DeploymentEventTrigger(
+                    name="check when labels arrive",
+                    expect={LABELS_EVENT},
+                    match={"prefect.resource.id": f"{LABELS_EVENT}:*"},
+                    parameters={"trigger": "event"},
+                )
+            ],
+            description=f"Realised performance on labelled predictions; emits "
+            f"{PERFORMANCE_EVENT} when the champion's dropped.",
+        ),
+        # Weekly, whenever the drift event arrives (the report URI rides in the resource id),
+        # and on a performance drop, with the labelled films' folder.
         f"retrain-champion/{RETRAIN}": _deploy(
             retrain_champion,
             "flows/monitoring.py:retrain_champion",
@@ -147,7 +176,16 @@ def deploy_all(settings: Settings, kind: PoolKind = "process") -> dict[str, UUID
                         "reason": "drift detected",
                         "drift_report": "{{ event.resource.id }}",
                     },
-                )
+                ),
+                DeploymentEventTrigger(
+                    name="retrain on a performance drop",
+                    expect={PERFORMANCE_EVENT},
+                    match={"prefect.resource.id": f"{PERFORMANCE_EVENT}:*"},
+                    parameters={
+                        "reason": "{{ event.payload.reason }}",
+                        "labeled_path": "{{ event.payload.labeled_path }}",
+                    },
+                ),
             ],
             description="Fine-tune the champion, gate it against the champion, register.",
         ),

@@ -1,8 +1,13 @@
-"""Monitoring flows: `drift-check` and `retrain-champion` (wiring only; steps live in pipeline).
+"""Monitoring flows: `drift-check`, `add-labels`, `performance-check` and `retrain-champion`
+(wiring only; steps live in pipeline).
 
 drift-check compares the champion's reference profile with its recent predictions. On drift it
 starts retrain-champion: directly in the embedded default (`trigger="direct"`), or by emitting
 the `pneumo.drift.detected` event that the retrain deployment's trigger listens for on a server.
+performance-check joins the labels that arrived with the logged predictions; when the
+champion's realised performance dropped it starts retrain-champion on the labelled films the
+same two ways (`pneumo.performance.dropped`). add-labels emits `pneumo.labels.added`, which the
+performance deployment's trigger listens for.
 """
 
 from __future__ import annotations
@@ -14,14 +19,16 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
-from flows.output import signal_lines
+from flows.output import performance_lines, signal_lines
 from flows.runtime import flow_settings
 from flows.tasks import (
     PreparedRun,
     drift_task,
     evaluate_gate_register,
     labeled_task,
+    labels_task,
     new_labels_task,
+    performance_task,
     prepare_run,
     publish_summary,
     timed,
@@ -32,6 +39,8 @@ from pipeline.monitor.drift import DRIFT
 from pipeline.train.candidate import summarise
 
 DRIFT_EVENT = "pneumo.drift.detected"
+LABELS_EVENT = "pneumo.labels.added"
+PERFORMANCE_EVENT = "pneumo.performance.dropped"
 
 
 @flow(name="retrain-champion", log_prints=True)
@@ -126,4 +135,67 @@ def drift_check(
             summary["retrain"] = retrain_champion(
                 reason=reason, drift_report=check.report_uri or ""
             )
+    return summary
+
+
+@flow(name="add-labels", log_prints=True)
+def add_labels(source: str, trigger: Literal["event", "none"] = "event") -> dict:
+    """Store radiologists' reads (a CSV or a labels folder) append-only; `event`: announce them,
+    so that a server's performance deployment checks the champion against them."""
+    added = labels_task(source, flow_settings())
+    summary = dataclasses.asdict(added)
+    if trigger == "event" and added.key:
+        emit_event(
+            event=LABELS_EVENT,
+            resource={"prefect.resource.id": f"{LABELS_EVENT}:{added.key}"},
+            payload={"added": added.added, "matched": added.matched, "source": source},
+        )
+    return summary
+
+
+@flow(name="performance-check", log_prints=True)
+def performance_check(
+    trigger: Literal["direct", "event", "none"] = "direct",
+    days: int | None = None,
+    version: str | None = None,
+) -> dict:
+    """Realised performance of each version on its labelled predictions; when the champion's
+    dropped, retrain it on the labelled films (`direct`), emit the drop event (`event`, for a
+    server's automation) or only report (`none`). `days` overrides the window."""
+    settings = flow_settings()
+    if days is not None:
+        window = settings.performance.model_copy(update={"days": days})
+        settings = settings.model_copy(update={"performance": window})
+    check = performance_task(settings, version)
+    summary = check.summary()
+    lines = performance_lines(summary)
+    create_markdown_artifact(
+        key="performance-summary",
+        markdown="\n\n".join(
+            [f"# performance-check: {'ALERT' if check.alert else 'no drop'}", *lines]
+        ),
+        description="performance-check",
+    )
+    for line in lines:
+        if line.startswith("ALERT"):
+            get_run_logger().warning(line)
+    dropped = check.champion_dropped
+    if dropped is None or trigger == "none":
+        return summary
+    reason = f"realised {', '.join(dropped.dropped)} dropped (v{dropped.version})"
+    if not check.labeled_folders:
+        summary["retrain"] = (
+            "waiting for labelled films: these labels came as CSV rows, which name images "
+            "but do not hold them (add the films with `pneumo labels add DIR`)"
+        )
+        get_run_logger().warning("ALERT performance: %s", summary["retrain"])
+    elif trigger == "event":
+        emit_event(
+            event=PERFORMANCE_EVENT,
+            resource={"prefect.resource.id": f"{PERFORMANCE_EVENT}:v{dropped.version}"},
+            payload={"reason": reason, "labeled_path": check.labeled_folders[-1]},
+        )
+        summary["retrain"] = "event emitted"
+    else:
+        summary["retrain"] = retrain_champion(reason=reason, labeled_path=check.labeled_folders[-1])
     return summary

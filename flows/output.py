@@ -223,3 +223,50 @@ def print_drift(summary: dict, settings: Settings) -> None:
     elif summary.get("retrain"):
         typer.echo(f"retraining: {summary['retrain']}")
     typer.echo(f"{summary['status']} (report: {summary.get('report_uri', 'none')})")
+
+
+def performance_lines(summary: dict) -> list[str]:
+    """One block per version of a performance check: its films, realised figures against the
+    validated ones, and an ALERT line when one dropped."""
+    lines = []
+    for v in summary["versions"]:
+        films = v["films"]
+        lines.append(
+            f"{v['model']} v{v['version']}: {films['films']} labelled films ({films['patients']} "
+            f"patients, {films['NORMAL']} NORMAL, {films['PNEUMONIA']} PNEUMONIA), validated on "
+            f"the {v['validated_source']}"
+        )
+        lines += [f"  {reason}" for reason in v["reasons"]]
+        if v["alert"]:
+            lines.append(f"ALERT performance drop: v{v['version']} {', '.join(v['dropped'])}")
+    if not summary["versions"]:
+        lines.append("no labelled predictions in the window: nothing to judge")
+    lines.append(
+        f"{summary['labels']} labels in force, {summary['unmatched_labels']} of them for images "
+        "not scored (yet)"
+    )
+    return lines
+
+
+def print_performance(summary: dict, settings: Settings) -> None:
+    for line in performance_lines(summary):
+        typer.echo(line)
+    for version, uri in summary["report_uris"].items():
+        typer.echo(f"report v{version}: {uri}")
+    if isinstance(summary.get("retrain"), dict):
+        print_training(summary["retrain"], settings)
+    elif summary.get("retrain"):
+        typer.echo(f"retraining: {summary['retrain']}")
+    typer.echo("ALERT" if summary["alert"] else "no drop")
+
+
+def print_labels_added(summary: dict) -> None:
+    typer.echo(
+        f"added {summary['added']} labels ({summary['superseding']} replace earlier reads; "
+        f"earlier reads stay stored): {summary['matched']} name scored images, "
+        f"{len(summary['unmatched'])} not scored (yet)"
+    )
+    for key in summary["unmatched"][:10]:
+        typer.echo(f"  unmatched: {key}")
+    if summary["key"]:
+        typer.echo(f"stored: {summary['key']}")

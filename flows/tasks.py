@@ -40,7 +40,15 @@ from pipeline.data.steps import (
     validate_dataset,
 )
 from pipeline.faults import checkpoint
-from pipeline.monitor.steps import DriftCheck, profile_reference, run_drift_check
+from pipeline.monitor.labels import LabelsAdded
+from pipeline.monitor.performance import PerformanceCheck
+from pipeline.monitor.steps import (
+    DriftCheck,
+    add_labels_from,
+    profile_reference,
+    run_drift_check,
+    run_performance_check,
+)
 from pipeline.redact import redacting
 from pipeline.settings import Settings
 from pipeline.train.approval import ApprovalDecision, apply_decision, approval_request
@@ -214,6 +222,19 @@ def recover_task(settings: Settings) -> list[str]:
 @step("drift-check", IO)
 def drift_task(settings: Settings) -> DriftCheck:
     return run_drift_check(open_store(settings), Registry.from_settings(settings), settings)
+
+
+# No retries: a retried add after its object was written would store the reads twice.
+@step("add-labels", COMPUTE)
+def labels_task(source: str, settings: Settings) -> LabelsAdded:
+    return add_labels_from(Path(source), open_store(settings), settings)
+
+
+@step("performance-check", IO)
+def performance_task(settings: Settings, version: str | None) -> PerformanceCheck:
+    return run_performance_check(
+        open_store(settings), Registry.from_settings(settings), settings, version
+    )
 
 
 @dataclass(frozen=True)

@@ -234,6 +234,18 @@ class DriftConfig(BaseModel):
     quality_max_share: float = Field(0.05, ge=0, le=1)
 
 
+class PerformanceConfig(BaseModel):
+    """Realised performance once labels arrive (`pneumo performance`): the window and the drop
+    rule (pipeline.monitor.performance says why this rule; benchmarks/performance_quality.py
+    measures its false alarms and power)."""
+
+    days: int | None = Field(None, ge=1, description="only predictions of the last D days")
+    tolerance: float = Field(0.05, ge=0, lt=1, description="allowed loss below validated")
+    min_per_class: int = Field(30, ge=1, description="labelled films of a class to judge it")
+    level: float = Field(0.95, gt=0, lt=1, description="two-sided bootstrap interval")
+    resamples: int = Field(1000, ge=100)
+
+
 class Settings(BaseSettings):
     """Everything an entry point needs; defaults give the embedded, serverless setup."""
 
@@ -260,6 +272,7 @@ class Settings(BaseSettings):
     threshold: ThresholdConfig = ThresholdConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     site: SiteConfig = SiteConfig()
+    performance: PerformanceConfig = PerformanceConfig()
     gates: GateConfig = GateConfig()
     # Test films per simulated shift in the model card's failure-mode table (0: none measured);
     # costs shifts x this many predictions per model.
@@ -275,6 +288,7 @@ class Settings(BaseSettings):
     training_cron: str = "0 3 * * 1"
     drift_cron: str = "0 6 * * *"
     retrain_cron: str = "0 4 * * 0"
+    performance_cron: str = "0 7 * * *"
     drift: DriftConfig = DriftConfig()
     # required: a version that passed its gate becomes champion only once a person approves it
     # (the flow pauses; `pneumo approve`/`reject` or the Prefect UI's form). Server deployments

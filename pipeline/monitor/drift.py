@@ -224,3 +224,30 @@ def _with_signals(
     )
     body = html.find(">", html.lower().find("<body")) + 1
     return html[:body] + section + html[body:] if body > 0 else section + html
+
+
+def classification_report_html(truth: np.ndarray, probability: np.ndarray, threshold: float) -> str:
+    """Evidently's classification report of labelled predictions (PNEUMONIA positive) at the
+    served threshold: the page a person opens after a performance check."""
+    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.presets import ClassificationPreset
+
+    frame = pd.DataFrame(
+        {
+            "target": np.where(np.asarray(truth) == 1, "PNEUMONIA", "NORMAL"),
+            "PNEUMONIA": np.asarray(probability, dtype=float),
+        }
+    )
+    definition = DataDefinition(
+        classification=[
+            BinaryClassification(
+                target="target", prediction_probas="PNEUMONIA", pos_label="PNEUMONIA"
+            )
+        ],
+        categorical_columns=["target"],
+        numerical_columns=["PNEUMONIA"],
+    )
+    report = Report([ClassificationPreset(probas_threshold=float(threshold))])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snapshot = report.run(current_data=Dataset.from_pandas(frame, data_definition=definition))
+    return snapshot.get_html_str(as_iframe=False)

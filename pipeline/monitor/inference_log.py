@@ -65,8 +65,10 @@ def read_inference_log(
     last_n: int | None = None,
     now: datetime | None = None,
     prefix: str = LOG_PREFIX,
+    sort_by: str = "timestamp",
 ) -> pd.DataFrame:
-    """Logged rows, newest last, optionally of one model version and a time window."""
+    """Logged rows, newest last (by `sort_by`), optionally of one model version and a time
+    window."""
     now = now or datetime.now(UTC)
     keys = store.list(f"{prefix}/")
     if days is not None:
@@ -78,6 +80,6 @@ def read_inference_log(
     if model_version is not None:
         frame = frame[frame["model_version"].astype(str) == str(model_version)]
     if days is not None:
-        frame = frame[frame["timestamp"] >= pd.Timestamp(now - timedelta(days=days))]
-    frame = frame.sort_values("timestamp", kind="stable")
+        frame = frame[frame[sort_by] >= pd.Timestamp(now - timedelta(days=days))]
+    frame = frame.sort_values(sort_by, kind="stable")
     return frame.tail(last_n) if last_n else frame

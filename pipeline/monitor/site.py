@@ -79,14 +79,15 @@ def class_folders(folder: Path) -> list[Path]:
 
 
 def read_labelled_films(
-    folder: Path, max_pixels: int, patient_secret: Secret = no_secret
+    folder: Path, max_pixels: int, patient_secret: Secret = no_secret, both_classes: bool = True
 ) -> LabelledFilms:
     """Every film under the class folders, with its label, patient and content digest.
 
     Patients come from the file name (Kermany's rule) or a DICOM film's PatientID, as at ingest,
     so a patient's films stay together when they are resampled or split. Unreadable entries and
-    a missing class are errors naming the folder: acceptance on part of the films would
-    silently measure something else.
+    a missing class (unless not `both_classes`: labels may arrive one class at a time) are
+    errors naming the folder: acceptance on part of the films would silently measure something
+    else.
     """
     rows, data = [], []
     for class_dir in class_folders(folder):
@@ -101,7 +102,9 @@ def read_labelled_films(
             data.append(content)
     frame = pd.DataFrame(rows, columns=["name", "label", "patient_id", "sha256"])
     missing = [label for label in LABELS if not (frame["label"] == label).any()]
-    if missing:
+    if frame.empty:
+        raise SiteFilmsError(f"labelled films {folder}: no films in {', '.join(LABELS)}")
+    if missing and both_classes:
         raise SiteFilmsError(
             f"labelled films {folder}: no {' or '.join(missing)} films; acceptance needs both "
             "classes"

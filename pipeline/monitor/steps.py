@@ -6,6 +6,7 @@ to print, log or trigger.
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import time
@@ -17,16 +18,23 @@ import pandas as pd
 
 from pipeline.adapters.registry import Reference, Registry, RegistryError
 from pipeline.adapters.storage import ObjectStore
+from pipeline.data.steps import patient_secret
 from pipeline.files import atomic_path
 from pipeline.monitor.batch import predict_batch, read_images
 from pipeline.monitor.champion import Champion, load_champion
-from pipeline.monitor.drift import DriftResult, check_drift
+from pipeline.monitor.drift import DriftResult, check_drift, classification_report_html
 from pipeline.monitor.drift_features import Projection, feature_table, fit_projection
 from pipeline.monitor.inference_log import (
     LAST_CHECK_KEY,
     REJECTED_PREFIX,
     append_inference_log,
     read_inference_log,
+)
+from pipeline.monitor.labels import LabelsAdded, add_labels
+from pipeline.monitor.performance import (
+    PerformanceCheck,
+    check_performance,
+    store_performance_check,
 )
 from pipeline.monitor.probe import embedding_model, probe_images
 from pipeline.progress import Progress, silent
@@ -167,3 +175,33 @@ def store_drift_report(
             path.write_text(content)
             registry.log_run_artifact(champion.run_id, path, "drift")
     return store.uri(f"{stem}.html")
+
+
+def run_performance_check(
+    store: ObjectStore,
+    registry: Registry,
+    settings: Settings,
+    version: str | None = None,
+    now: datetime | None = None,
+) -> PerformanceCheck:
+    """Realised performance of every version with labelled rows in the window, its Evidently
+    classification report and the summary stored (the last one where `/metrics` reads it)."""
+    now = now or datetime.now(UTC)
+    check, rows = check_performance(store, registry, settings.performance, version, now)
+    reports = {
+        name: classification_report_html(
+            group["truth"].to_numpy(),
+            group["probability"].to_numpy(),
+            float(group["threshold"].iloc[-1]),
+        )
+        for name, group in rows.items()
+        if group["truth"].nunique() == 2  # Evidently's report needs both classes
+    }
+    return store_performance_check(store, check, reports, now)
+
+
+def add_labels_from(source: Path, store: ObjectStore, settings: Settings) -> LabelsAdded:
+    """`pneumo labels add`: a CSV or a labels folder, stored append-only."""
+    return add_labels(
+        store, source, settings.ingest.max_pixels, functools.partial(patient_secret, settings)
+    )

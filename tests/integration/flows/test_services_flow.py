@@ -112,6 +112,7 @@ def test_deployments_are_registered_with_their_schedules(isolated: Settings) -> 
             "training_cron": "0 4 * * 2",
             "drift_cron": "30 5 * * *",
             "retrain_cron": "0 2 * * 6",
+            "performance_cron": "15 6 * * *",
         }
     )
     ids = deploy_all(settings)
@@ -126,6 +127,7 @@ def test_deployments_are_registered_with_their_schedules(isolated: Settings) -> 
         "training-pipeline/weekly-training": ["0 4 * * 2"],
         "drift-check/daily-drift-check": ["30 5 * * *"],
         "retrain-champion/retrain-on-drift": ["0 2 * * 6"],
+        "performance-check/daily-performance-check": ["15 6 * * *"],
         "batch-predict/archive": [],  # started by hand with the archive to score
     }
     assert all(d.work_pool_name == settings.work_pool for d in deployments.values())
@@ -157,7 +159,7 @@ def test_deploying_to_an_image_pool_runs_the_flows_from_the_project_image(
     assert pool.type == ("docker" if kind == "docker" else "kubernetes")
     limits = json.dumps(pool.base_job_template["job_configuration"])
     assert ("nvidia.com/gpu" in limits) == (kind == "kubernetes-gpu")
-    assert len(ids) == 4 and training.work_pool_name == isolated.work_pool
+    assert len(ids) == 5 and training.work_pool_name == isolated.work_pool
     assert training.entrypoint == "flows.training.training_pipeline"
     assert not training.pull_steps and training.path in (None, "")
     assert training.job_variables["image"] == isolated.deploy_image
@@ -166,37 +168,69 @@ def test_deploying_to_an_image_pool_runs_the_flows_from_the_project_image(
     assert training.job_variables["env"] == {**template_env, "PNEUMO_APPROVAL": "required"}
 
 
-def test_drift_event_starts_a_retrain_flow_run(isolated: Settings) -> None:
+@pytest.mark.parametrize("event", ["drift", "performance drop", "labels added"])
+def test_an_event_starts_its_deployment_with_its_parameters(isolated: Settings, event) -> None:
+    """Each automation `pneumo deploy` makes: the event starts a run of its deployment, with
+    the parameters rendered from the event (the drift report; the labelled films' folder)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.events import emit_event
     from prefect.events.worker import EventsWorker
 
     from flows.deployments import deploy_all
-    from flows.monitoring import DRIFT_EVENT
+    from flows.monitoring import DRIFT_EVENT, LABELS_EVENT, PERFORMANCE_EVENT
 
-    resource = f"{DRIFT_EVENT}:s3://pneumo-data/reports/drift/{secrets.token_hex(4)}.html"
-    retrain_id = deploy_all(isolated)["retrain-champion/retrain-on-drift"]
-    by_deployment = DeploymentFilter(id=DeploymentFilterId(any_=[retrain_id]))
+    token = secrets.token_hex(4)
+    name, resource, payload, expected = {
+        "drift": (
+            "retrain-champion/retrain-on-drift",
+            f"{DRIFT_EVENT}:s3://pneumo-data/reports/drift/{token}.html",
+            {},
+            {"reason": "drift detected"},
+        ),
+        "performance drop": (
+            "retrain-champion/retrain-on-drift",
+            f"{PERFORMANCE_EVENT}:v3",
+            {"reason": f"realised specificity dropped {token}", "labeled_path": f"/labels/{token}"},
+            {"reason": f"realised specificity dropped {token}", "labeled_path": f"/labels/{token}"},
+        ),
+        "labels added": (
+            "performance-check/daily-performance-check",
+            f"{LABELS_EVENT}:labels/date=2026-12-06/{token}.parquet",
+            {"added": 3},
+            {"trigger": "event"},
+        ),
+    }[event]
+    if event == "drift":
+        expected["drift_report"] = resource
+    kind = resource.split(":")[0]
+    deployment_id = deploy_all(isolated)[name]
+    by_deployment = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+    with get_client(sync_client=True) as client:
+        before = {r.id for r in client.read_flow_runs(deployment_filter=by_deployment)}
 
     def runs_for_event() -> list:
         with get_client(sync_client=True) as client:
             runs = client.read_flow_runs(deployment_filter=by_deployment)
-        return [r for r in runs if r.parameters.get("drift_report") == resource]
+        # Not the cron's scheduled runs, nor runs of another test's events.
+        return [
+            r for r in runs
+            if r.id not in before and not r.auto_scheduled
+            and all(r.parameters.get(k) == v for k, v in expected.items())
+        ]  # fmt: skip
 
     # The server starts matching a new automation once its trigger service has loaded it:
     # re-send the event until a run appears, rather than guess how long that takes.
     runs: list = []
     for _ in range(6):
-        emit_event(event=DRIFT_EVENT, resource={"prefect.resource.id": resource})
+        emit_event(event=kind, resource={"prefect.resource.id": resource}, payload=payload)
         EventsWorker.drain_all(timeout=10, at_exit=False)
         try:
-            runs = wait_until(runs_for_event, bool, timeout=15, what="a retrain flow run")
+            runs = wait_until(runs_for_event, bool, timeout=15, what=f"a {name} flow run")
             break
         except AssertionError:
             continue
-    assert runs, f"no retrain-champion flow run was created for {resource} after 6 events"
-    assert runs[0].parameters["reason"] == "drift detected"
+    assert runs, f"no {name} flow run was created for {resource} after 6 events"
 
 
 def test_deployment_run_completes_on_a_process_worker(
