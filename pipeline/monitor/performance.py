@@ -32,7 +32,7 @@ from pipeline.monitor.inference_log import read_inference_log
 from pipeline.monitor.labels import current_labels, join_labels, read_labels, unmatched_labels
 from pipeline.monitor.site import HISTORY_DIR
 from pipeline.settings import PerformanceConfig
-from pipeline.train.uncertainty import bootstrap_intervals, rank_auc
+from pipeline.train.uncertainty import bootstrap_intervals, rank_auc, rate_metrics
 
 PERFORMANCE_PREFIX = "reports/performance"
 LAST_CHECK_KEY = f"{PERFORMANCE_PREFIX}/last-check.json"
@@ -78,21 +78,12 @@ def realised_metrics(rows: pd.DataFrame, cfg: PerformanceConfig) -> dict[str, fl
     if rows["threshold"].nunique() > 1:  # the margin no longer ranks as the probability does
         by_probability = bootstrap_intervals(truth, scores, 0.5, patients, cfg.resamples, cfg.level)
         intervals["roc_auc"] = by_probability["roc_auc"]
-    predicted, positive = margin >= 0, truth == 1
-    metrics = {
-        "roc_auc": rank_auc(truth, scores) if both else float("nan"),
-        "sensitivity": ratio(predicted & positive, positive),
-        "specificity": ratio(~predicted & ~positive, ~positive),
-        "ppv": ratio(predicted & positive, predicted),
-        "npv": ratio(~predicted & ~positive, ~predicted),
-    }
+    # The project's rates at the served decisions (margin >= 0); the AUC on the probabilities.
+    metrics = rate_metrics(truth, margin, 0.0)
+    metrics["roc_auc"] = rank_auc(truth, scores) if both else float("nan")
     for name, (low, high) in intervals.items():
         metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = low, high
     return metrics
-
-
-def ratio(hits: np.ndarray, of: np.ndarray) -> float:
-    return float(hits.sum() / of.sum()) if of.sum() else float("nan")
 
 
 def judge_drops(
