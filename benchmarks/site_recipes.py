@@ -1,6 +1,7 @@
 """Which ResNet recipe ranks the deployment site's films best: site-set AUC against wall time.
 
-    python -m benchmarks.site_recipes probe [--crops 0.85 0.7]
+    python -m benchmarks.site_recipes probe [--crops 0.85 0.7] [--size 128 160 224]
+        [--inputs raw equalize]
     python -m benchmarks.site_recipes finetune --blocks 3 --epochs 3 [--crops 0.85 0.7]
         [--intensity equalize] [--lr 1e-4]
 
@@ -9,9 +10,10 @@ so recipes are compared on the site's labelled films (`shared/data/chest_xray_si
 of a later period), which nothing here trains on. Training uses the project's own patient split
 of the official train films (`benchmarks.common.split_data`).
 
-- `probe`: frozen ImageNet ResNet50 at 128 px, logistic regression (scikit-learn, standardised
-  features, balanced classes) on globally pooled conv4 and conv5 features, for raw and
-  equalised input, without and with central-crop views of the training films. Minutes.
+- `probe`: frozen ImageNet ResNet50 (128 px unless `--size`), logistic regression
+  (scikit-learn, standardised features, balanced classes) on globally pooled conv4 and conv5
+  features, for raw and equalised input, without and with central-crop views of the training
+  films. Minutes.
 - `finetune`: the project's training path (`pipeline.train.fit`: head on cached pooled
   features, then the top `--blocks` residual blocks on cached activations), scoring the site
   films after every epoch: site AUC, and sensitivity and specificity at the threshold the
@@ -48,10 +50,10 @@ def site_films() -> tuple[list[str], np.ndarray]:
     return paths, np.array([Path(p).parent.name == "PNEUMONIA" for p in paths], np.float32)
 
 
-def pooled_features(paths: list[str], equalize: bool, crop: float) -> np.ndarray:
+def pooled_features(paths: list[str], equalize: bool, crop: float, size: int) -> np.ndarray:
     """GAP(conv4) and GAP(conv5) of the frozen ImageNet ResNet50, side by side."""
     base = keras.applications.ResNet50(
-        include_top=False, weights=str(WEIGHTS), input_shape=(SIZE, SIZE, 3)
+        include_top=False, weights=str(WEIGHTS), input_shape=(size, size, 3)
     )
     pool = keras.layers.GlobalAveragePooling2D
     conv4 = pool()(base.get_layer("conv4_block6_out").output)
@@ -63,7 +65,7 @@ def pooled_features(paths: list[str], equalize: bool, crop: float) -> np.ndarray
         gray = equalizer(images) if equalize else images
         return net(tf.concat([gray] * 3, -1) - IMAGENET_BGR_MEAN, training=False)
 
-    batches = image_batches(paths, InputSpec(SIZE), 64, crop)
+    batches = image_batches(paths, InputSpec(size), 64, crop)
     return np.concatenate([run(batch).numpy() for batch in batches])
 
 
@@ -74,17 +76,17 @@ def probe_auc(train: np.ndarray, labels: np.ndarray, site: np.ndarray, site_y: n
     return float(roc_auc_score(site_y, model.decision_function((site - mean) / std)))
 
 
-def run_probes(home: Path, crops: list[float]) -> None:
+def run_probes(home: Path, crops: list[float], sizes: list[int], inputs: list[str]) -> None:
     data = split_data(home, TrainConfig(image_size=SIZE))
     paths = data.train.paths + data.val.paths  # a probe needs no validation split
     labels = np.concatenate([data.train.labels, data.val.labels])
     site, site_y = site_films()
-    print("| input | training views | conv5 | conv4 | conv4+conv5 | feature time (s) |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for equalize in (False, True):
+    print("| px | input | training views | conv5 | conv4 | conv4+conv5 | feature time (s) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for size, equalize in ((s, i == "equalize") for s in sizes for i in inputs):
         start = time.perf_counter()
-        views = [pooled_features(paths, equalize, crop) for crop in (1.0, *crops)]
-        site_x = pooled_features(site, equalize, 1.0)
+        views = [pooled_features(paths, equalize, crop, size) for crop in (1.0, *crops)]
+        site_x = pooled_features(site, equalize, 1.0, size)
         seconds = time.perf_counter() - start
         for count in sorted({1, len(views)}):
             x, y = np.concatenate(views[:count]), np.tile(labels, count)
@@ -94,8 +96,8 @@ def run_probes(home: Path, crops: list[float]) -> None:
             ]
             name = "equalised" if equalize else "raw"
             crops_named = ", ".join(f"{c:.2f}" for c in (1.0, *crops)[:count])
-            print(f"| {name} | {crops_named} | " + " | ".join(f"{a:.4f}" for a in aucs) +
-                  f" | {seconds:.0f} |")  # fmt: skip
+            print(f"| {size} | {name} | {crops_named} | " + " | ".join(f"{a:.4f}" for a in aucs) +
+                  f" | {seconds:.0f} |", flush=True)  # fmt: skip
 
 
 class SiteEachEpoch(keras.callbacks.Callback):
@@ -152,10 +154,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--intensity", choices=["none", "equalize"], default="equalize")
+    parser.add_argument("--size", type=int, nargs="+", default=[SIZE], help="probe only")
+    parser.add_argument("--inputs", nargs="+", choices=["raw", "equalize"],
+                        default=["raw", "equalize"], help="probe only")  # fmt: skip
     args = parser.parse_args()
     print(machine())
     if args.mode == "probe":
-        run_probes(args.home, args.crops)
+        run_probes(args.home, args.crops, args.size, args.inputs)
     else:
         run_finetune(args.home, args)
 
