@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,11 +43,12 @@ def wait_ready(client: httpx.Client, timeout: float = 180) -> dict:
 
 
 @contextmanager
-def serving() -> Iterator[tuple[str, subprocess.Popen]]:
-    """`pneumo serve` on a free loopback port: (base URL, process), stopped when the block ends."""
+def serving(options: Sequence[str] = ()) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`pneumo serve [OPTIONS]` on a free loopback port: (base URL, process), stopped when the
+    block ends."""
     port = free_port()
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "pneumo"), "serve", "--port", str(port)],
+        [str(Path(sys.executable).parent / "pneumo"), "serve", "--port", str(port), *options],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,20 @@ ModelName = Annotated[str, typer.Argument(help="pneumonia-resnet or pneumonia-cn
 Reason = Annotated[str, typer.Option(help="Why; recorded on the version.")]
 By = Annotated[str, typer.Option(help="Who decides (default: your login); recorded.")]
 Profile = Literal["cpu-small", "full", "tiny"]
+# Commands whose Prefect calls all go through `flow_process` (or `doctor`'s own wait): their
+# temporary server starts while they import.
+PREFECT_COMMANDS = {
+    "train",
+    "demo",
+    "batch-predict",
+    "drift",
+    "retrain",
+    "demo-drift",
+    "labels",
+    "performance",
+    "compare",
+    "doctor",
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +55,7 @@ class Cli:
 
     settings: Settings
     verbose: bool = False
+    server: threading.Thread | None = None  # Prefect's temporary server, starting
 
 
 def load_settings() -> Settings:
@@ -116,7 +132,10 @@ def main(
     runtime.mark_as_parent()
     for pid in runtime.stop_orphaned_servers(os.environ["PREFECT_HOME"]):
         typer.echo(f"stopped the temporary Prefect server (pid {pid}) of a killed pneumo")
-    ctx.obj = Cli(settings, verbose)
+    server = None
+    if ctx.invoked_subcommand in PREFECT_COMMANDS:
+        server = runtime.start_temporary_server()
+    ctx.obj = Cli(settings, verbose, server)
 
 
 def run() -> None:
@@ -142,6 +161,7 @@ def run() -> None:
 def flow_process(cli: Cli) -> Iterator[None]:
     """Around a flow call: end what killed commands left, tag the new runs with this process."""
     runtime.route_logs(cli.settings.home, cli.verbose)
+    runtime.await_temporary_server(cli.server)
     crashed = runtime.crash_orphaned_flow_runs()
     if crashed:
         typer.echo(f"marked {len(crashed)} flow runs of killed pneumo processes as crashed")
@@ -416,6 +436,14 @@ def serve(
         bool,
         typer.Option(help="Listen beyond loopback without API keys (behind a gateway only)."),
     ] = False,
+    shadow: Annotated[
+        bool | None,
+        typer.Option(
+            "--shadow/--no-shadow",
+            help="Also score each request with the challenger, off the response path "
+            "(default: PNEUMO_SERVE_SHADOW).",
+        ),
+    ] = None,
 ) -> None:
     """HTTP prediction service for pneumonia-resnet@champion (OpenAPI docs at /docs)."""
     import uvicorn
@@ -423,6 +451,8 @@ def serve(
     from flows.service import create_app
 
     settings = settings_of(ctx)
+    if shadow is not None:
+        settings = settings.model_copy(update={"serve_shadow": shadow})
     if host not in LOOPBACK and settings.serve_api_keys_file is None and not allow_anonymous:
         raise output.fail(
             f"--host {host} listens beyond this machine: set PNEUMO_SERVE_API_KEYS_FILE "
@@ -513,9 +543,28 @@ def promote(
     from pipeline.locks import LockTimeoutError
 
     settings = settings_of(ctx)
+    if settings.promotion.require_shadow_evidence and not force:
+        require_shadow_evidence(settings, model, version)
     with reported(RegistryError, LockTimeoutError), champion_guard(settings, "promote"):
         moved = Registry.from_settings(settings).promote(model, version, reason, force=force)
     typer.echo(f"{model}: champion -> version {version}" + ("" if moved else " (already)"))
+
+
+def require_shadow_evidence(settings: Settings, model: str, version: str) -> None:
+    """PNEUMO_PROMOTION__REQUIRE_SHADOW_EVIDENCE: the monitored model moves only on a shadow
+    comparison that recommends this version."""
+    from pipeline.adapters.backends import open_store
+    from pipeline.monitor.champion import MONITORED_MODEL
+    from pipeline.monitor.compare import last_comparison, missing_evidence
+
+    if model != MONITORED_MODEL:
+        return
+    problem = missing_evidence(last_comparison(open_store(settings)), version)
+    if problem:
+        raise output.fail(
+            f"{model} v{version} not promoted: {problem} (shadow evidence is required: "
+            "PNEUMO_PROMOTION__REQUIRE_SHADOW_EVIDENCE; --force overrides)"
+        )
 
 
 def decide(
@@ -688,6 +737,25 @@ def performance(
 
 
 @app.command()
+def compare(
+    ctx: typer.Context,
+    days: Annotated[
+        int | None, typer.Option(help="Only shadow traffic of the last D days.", min=1)
+    ] = None,
+) -> None:
+    """Challenger against champion on shadow traffic (`pneumo serve --shadow`): agreement, the
+    films they disagree on, and with labels a paired comparison and a recommendation."""
+    from flows.monitoring import compare_shadow
+    from pipeline.adapters.registry import RegistryError
+
+    cli = ctx.ensure_object(Cli)
+    with flow_process(cli), reported(RegistryError):
+        summary = compare_shadow(days=days)
+    for line in output.comparison_lines(summary):
+        typer.echo(line)
+
+
+@app.command()
 def rollback(
     ctx: typer.Context,
     model: ModelName,
@@ -715,6 +783,7 @@ def doctor(ctx: typer.Context) -> None:
     with champion_guard(cli.settings, "doctor"):
         incomplete = registry.mark_incomplete()
         runs = registry.fail_orphaned_runs()
+    runtime.await_temporary_server(cli.server)
     flow_runs = runtime.crash_orphaned_flow_runs()
     for name, version, why in incomplete:
         typer.echo(f"{name} v{version}: marked incomplete, aliases removed ({why})")

@@ -19,10 +19,11 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
-from flows.output import performance_lines, signal_lines
+from flows.output import comparison_lines, performance_lines, signal_lines
 from flows.runtime import flow_settings
 from flows.tasks import (
     PreparedRun,
+    compare_task,
     drift_task,
     evaluate_gate_register,
     labeled_task,
@@ -36,6 +37,7 @@ from flows.tasks import (
 )
 from pipeline.monitor.champion import MONITORED_MODEL
 from pipeline.monitor.drift import DRIFT
+from pipeline.settings import Settings
 from pipeline.train.candidate import summarise
 
 DRIFT_EVENT = "pneumo.drift.detected"
@@ -153,6 +155,14 @@ def add_labels(source: str, trigger: Literal["event", "none"] = "event") -> dict
     return summary
 
 
+def windowed(settings: Settings, days: int | None) -> Settings:
+    """The settings with the labelled-traffic window set to `days` (None: as configured)."""
+    if days is None:
+        return settings
+    window = settings.performance.model_copy(update={"days": days})
+    return settings.model_copy(update={"performance": window})
+
+
 @flow(name="performance-check", log_prints=True)
 def performance_check(
     trigger: Literal["direct", "event", "none"] = "direct",
@@ -162,10 +172,7 @@ def performance_check(
     """Realised performance of each version on its labelled predictions; when the champion's
     dropped, retrain it on the labelled films (`direct`), emit the drop event (`event`, for a
     server's automation) or only report (`none`). `days` overrides the window."""
-    settings = flow_settings()
-    if days is not None:
-        window = settings.performance.model_copy(update={"days": days})
-        settings = settings.model_copy(update={"performance": window})
+    settings = windowed(flow_settings(), days)
     check = performance_task(settings, version)
     summary = check.summary()
     lines = performance_lines(summary)
@@ -198,4 +205,18 @@ def performance_check(
         summary["retrain"] = "event emitted"
     else:
         summary["retrain"] = retrain_champion(reason=reason, labeled_path=check.labeled_folders[-1])
+    return summary
+
+
+@flow(name="compare-shadow", log_prints=True)
+def compare_shadow(days: int | None = None) -> dict:
+    """Champion against challenger on the shadow traffic (`pneumo serve --shadow`): agreement,
+    and with labels the paired comparison and a recommendation; stored for `pneumo promote`."""
+    summary = compare_task(windowed(flow_settings(), days)).summary()
+    lines = comparison_lines(summary)
+    create_markdown_artifact(
+        key="shadow-comparison",
+        markdown="\n\n".join([f"# compare-shadow: {summary['recommendation']}", *lines]),
+        description="compare-shadow",
+    )
     return summary

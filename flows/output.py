@@ -248,6 +248,35 @@ def performance_lines(summary: dict) -> list[str]:
     return lines
 
 
+def comparison_lines(summary: dict) -> list[str]:
+    """A shadow comparison: the pair, how alike they answered, the labelled comparison and
+    the recommendation with its reasons."""
+    pair = f"challenger v{summary['challenger']} against champion v{summary['champion']}"
+    if not summary["pairs"]:
+        return [pair, f"{summary['recommendation']}: {'; '.join(summary['reasons'])}"]
+    lines = [
+        f"{pair}: {summary['pairs']} films scored by both",
+        f"  agreement {summary['agreement']:.3f} ({summary['disagreements']} films labelled "
+        f"differently), score correlation {summary['correlation']:.3f}, mean |difference| "
+        f"{summary['mean_abs_difference']:.3f}",
+    ]
+    lines += [
+        f"  differ: {d['image']} ({d['sha256'][:12]}): champion {d['champion']['label']} "
+        f"{d['champion']['probability']:.3f}, challenger {d['challenger']['label']} "
+        f"{d['challenger']['probability']:.3f}"
+        for d in summary["listed"][:10]
+    ]
+    counts = summary["labelled"]
+    lines.append(f"labelled: {counts['NORMAL']} NORMAL, {counts['PNEUMONIA']} PNEUMONIA")
+    for alias, rates in summary["rates"].items():
+        lines.append(
+            f"  {alias}: sensitivity {rates['sensitivity']:.3f}, specificity "
+            f"{rates['specificity']:.3f} at its own threshold"
+        )
+    lines.append(f"recommendation: {summary['recommendation']}")
+    return lines + [f"  {reason}" for reason in summary["reasons"]]
+
+
 def print_performance(summary: dict, settings: Settings) -> None:
     for line in performance_lines(summary):
         typer.echo(line)

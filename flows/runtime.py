@@ -12,9 +12,10 @@ import logging
 import os
 import signal
 import socket
+import threading
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -68,6 +69,34 @@ def stop_orphaned_servers(prefect_home: str) -> list[int]:
             os.kill(int(entry.name), signal.SIGTERM)
             stopped.append(int(entry.name))
     return stopped
+
+
+def start_temporary_server() -> threading.Thread | None:
+    """Start Prefect's temporary server in the background when no server is configured.
+
+    Its start (about 5 s: a process importing Prefect's server) then overlaps the command's
+    own imports (TensorFlow, MLflow, the flows) instead of following them. Call
+    `await_temporary_server` before the first Prefect API call: until then the server may not
+    answer. A failed start is left to that first call, which starts it again and reports why.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    def start() -> None:
+        with suppress(Exception):
+            SubprocessASGIServer().start()
+
+    thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
+    thread.start()
+    return thread
+
+
+def await_temporary_server(thread: threading.Thread | None) -> None:
+    if thread is not None:
+        thread.join()
 
 
 def owner_tags() -> list[str]:

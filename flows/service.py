@@ -25,19 +25,22 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.adapters.backends import open_store
-from pipeline.adapters.registry import CHAMPION, Registry
+from pipeline.adapters.registry import CHALLENGER, CHAMPION, Registry
 from pipeline.monitor.champion import MONITORED_MODEL, Champion, load_champion, revision_of
+from pipeline.monitor.inference_log import LAST_CHECK_KEY as DRIFT_CHECK_KEY
 from pipeline.monitor.inference_log import REJECTED_PREFIX
+from pipeline.monitor.performance import LAST_CHECK_KEY as PERFORMANCE_CHECK_KEY
 from pipeline.serve.auth import key_matches, presented_key, read_key_hashes
 from pipeline.serve.background import ChampionHolder, InferenceLogWriter, LogSpool
 from pipeline.serve.handlers import BadImageError, check_upload, explain_upload, predict_uploads
 from pipeline.serve.metrics import (
     CONTENT_TYPE,
-    LastDriftCheck,
+    LastSummary,
     ServiceMetrics,
     ServiceView,
     service_metrics,
 )
+from pipeline.serve.shadow import ShadowScorer, Traffic
 from pipeline.settings import Settings
 
 
@@ -47,12 +50,15 @@ class ServiceState:
     holder: ChampionHolder
     writer: InferenceLogWriter
     metrics: ServiceMetrics
-    last_drift_check: LastDriftCheck
+    last_drift_check: LastSummary
+    last_performance_check: LastSummary
     # One model call at a time: Keras models are not safe to call from many threads at once.
     # A threading lock, taken inside the worker thread around the model call only, so that a
     # request that timed out still holds it until its model call really ends.
     model_lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
+    traffic: Traffic = field(default_factory=Traffic)  # champion requests in flight
+    shadow: ShadowScorer | None = None  # `--shadow`: the challenger scores each request too
 
 
 def get_state(request: Request) -> ServiceState:
@@ -109,6 +115,7 @@ async def health(state: State) -> JSONResponse:
             "version": champion.version,
             "weights_source": champion.info.get("weights_source"),
             "inference_log": log,
+            "shadow": state.shadow.status() if state.shadow else None,
         }
     )
 
@@ -125,6 +132,7 @@ async def metrics(state: State) -> Response:
     """Prometheus text format: request latency, predictions by label, the model serving, the
     inference log's state, and the last drift check (its age and result)."""
     await asyncio.to_thread(state.last_drift_check.refresh)
+    await asyncio.to_thread(state.last_performance_check.refresh)
     return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
 
@@ -165,12 +173,15 @@ async def predict(
         raise HTTPException(
             413, detail=f"{len(uploads)} images, over the limit of {settings.serve_max_batch}"
         )
-    items = [await read_checked(upload, settings) for upload in uploads]
-    champion = get_champion(state)
-    predictions, bodies = await asyncio.to_thread(
-        predict_uploads, champion, items, settings.ingest.max_pixels, state.model_lock
-    )
+    with state.traffic:  # from upload to answer: the shadow waits for it
+        items = [await read_checked(upload, settings) for upload in uploads]
+        champion = get_champion(state)
+        predictions, bodies = await asyncio.to_thread(
+            predict_uploads, champion, items, settings.ingest.max_pixels, state.model_lock
+        )
     state.writer.submit(predictions)
+    if state.shadow is not None:  # queued only: the challenger scores it after this answer
+        state.shadow.submit(items, champion.version)
     for body in bodies:
         state.metrics.predictions.labels(body["label"], body["version"]).inc()
     return {"predictions": bodies}
@@ -182,12 +193,13 @@ async def explain(
     file: Annotated[UploadFile, File(description="one JPEG/PNG image")],
     raw: Annotated[bool, Query(description="the heatmap values as JSON instead")] = False,
 ) -> Response:
-    name, data = await read_checked(file, state.settings)
-    champion = get_champion(state)
-    max_side = state.settings.serve_explain_max_side
-    png, heatmap = await asyncio.to_thread(
-        explain_upload, champion, name, data, max_side, state.model_lock
-    )
+    with state.traffic:
+        name, data = await read_checked(file, state.settings)
+        champion = get_champion(state)
+        max_side = state.settings.serve_explain_max_side
+        png, heatmap = await asyncio.to_thread(
+            explain_upload, champion, name, data, max_side, state.model_lock
+        )
     if raw:
         return JSONResponse(
             {"image": name, "version": champion.version, "heatmap": heatmap.round(4).tolist()}
@@ -220,15 +232,21 @@ async def bad_image(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(exc.reason, exc.name), status_code=exc.status)
 
 
-def champion_holder(registry: Registry, settings: Settings) -> ChampionHolder:
-    """A holder that follows `pneumonia-resnet@champion` in `registry`."""
+def champion_holder(
+    registry: Registry, settings: Settings, alias: str = CHAMPION
+) -> ChampionHolder:
+    """A holder that follows `pneumonia-resnet@alias` (default `champion`) in `registry`."""
 
     def resolve() -> str | None:
-        found = registry.champion_version(MONITORED_MODEL)
+        found = registry.alias_version(MONITORED_MODEL, alias)
         return revision_of(found) if found is not None else None
 
     cache = settings.home / "cache" / "serving"
-    return ChampionHolder(load=lambda: load_champion(registry, cache), resolve_revision=resolve)
+    return ChampionHolder(
+        load=lambda: load_champion(registry, cache, alias=alias),
+        resolve_revision=resolve,
+        keep_when_gone=alias == CHAMPION,
+    )
 
 
 @asynccontextmanager
@@ -240,14 +258,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     stuck or exiting.
     """
     state: ServiceState = app.state.service
+    poll = state.settings.serve_poll_seconds
     threads = [
-        threading.Thread(
-            target=state.holder.watch,
-            args=(state.settings.serve_poll_seconds, state.stop),
-            daemon=True,
-        ),
+        threading.Thread(target=state.holder.watch, args=(poll, state.stop), daemon=True),
         threading.Thread(target=state.writer.run, args=(state.stop,), daemon=True),
     ]
+    if state.shadow is not None:
+        challenger = state.shadow.challenger
+        threads += [
+            threading.Thread(target=challenger.watch, args=(poll, state.stop), daemon=True),
+            threading.Thread(target=state.shadow.run, args=(state.stop,), daemon=True),
+        ]
     for thread in threads:
         thread.start()
     await asyncio.to_thread(
@@ -399,7 +420,13 @@ class Timed(HttpMiddleware):
             )
 
 
-def live_view(holder: ChampionHolder, writer: InferenceLogWriter, drift: LastDriftCheck):
+def live_view(
+    holder: ChampionHolder,
+    writer: InferenceLogWriter,
+    drift: LastSummary,
+    performance: LastSummary,
+    shadow: ShadowScorer | None,
+):
     """What /metrics reads from the running service at each scrape."""
 
     def champion() -> dict[str, str] | None:
@@ -409,17 +436,26 @@ def live_view(holder: ChampionHolder, writer: InferenceLogWriter, drift: LastDri
         source = str(current.info.get("weights_source") or "unknown")
         return {"name": current.name, "version": current.version, "weights_source": source}
 
-    return ServiceView(champion, writer.status, drift)
+    return ServiceView(
+        champion, writer.status, drift, performance, shadow.status if shadow else None
+    )
 
 
-def create_app(settings: Settings, holder: ChampionHolder | None = None) -> FastAPI:
-    """The service; a bad API keys file fails here, before anything listens."""
+def create_app(
+    settings: Settings,
+    holder: ChampionHolder | None = None,
+    challenger: ChampionHolder | None = None,
+) -> FastAPI:
+    """The service; a bad API keys file fails here, before anything listens. `holder` and
+    `challenger` default to followers of the registry's aliases (the challenger only with
+    `settings.serve_shadow`)."""
     hashes = (
         read_key_hashes(settings.serve_api_keys_file)
         if settings.serve_api_keys_file is not None
         else frozenset()
     )
-    holder = holder or champion_holder(Registry.from_settings(settings), settings)
+    registry = Registry.from_settings(settings)
+    holder = holder or champion_holder(registry, settings)
     app = FastAPI(
         title="pneumo-ops prediction service",
         description="Pneumonia probability for chest X-rays from the pneumonia-resnet champion.",
@@ -430,9 +466,21 @@ def create_app(settings: Settings, holder: ChampionHolder | None = None) -> Fast
     spool = LogSpool(settings.spool_dir, settings.serve_spool_max_rows)
     store = open_store(settings, create_buckets=False)
     writer = InferenceLogWriter(store, spool)
-    drift = LastDriftCheck(store)
-    metrics = service_metrics(live_view(holder, writer, drift))
-    app.state.service = ServiceState(settings, holder, writer, metrics, drift)
+    drift = LastSummary(store, DRIFT_CHECK_KEY)
+    performance = LastSummary(store, PERFORMANCE_CHECK_KEY)
+    traffic, shadow = Traffic(), None
+    if settings.serve_shadow:
+        shadow = ShadowScorer(
+            challenger or champion_holder(registry, settings, CHALLENGER),
+            writer,
+            traffic,
+            max_pending=settings.serve_shadow_max_pending,
+            max_pixels=settings.ingest.max_pixels,
+        )
+    metrics = service_metrics(live_view(holder, writer, drift, performance, shadow))
+    app.state.service = ServiceState(
+        settings, holder, writer, metrics, drift, performance, traffic=traffic, shadow=shadow
+    )
     app.include_router(router)
     app.add_exception_handler(BadImageError, bad_image)
     app.add_exception_handler(StarletteHTTPException, http_error)  # FastAPI's are a subclass

@@ -40,6 +40,8 @@ from pipeline.data.steps import (
     validate_dataset,
 )
 from pipeline.faults import checkpoint
+from pipeline.monitor.champion import MONITORED_MODEL
+from pipeline.monitor.compare import ShadowComparison, last_comparison, missing_evidence
 from pipeline.monitor.labels import LabelsAdded
 from pipeline.monitor.performance import PerformanceCheck
 from pipeline.monitor.steps import (
@@ -48,6 +50,7 @@ from pipeline.monitor.steps import (
     profile_reference,
     run_drift_check,
     run_performance_check,
+    run_shadow_comparison,
 )
 from pipeline.redact import redacting
 from pipeline.settings import Settings
@@ -203,7 +206,16 @@ def approval_task(
     champion_at_gate: str | None,
     settings: Settings,
 ) -> Registration:
-    return apply_decision(Registry.from_settings(settings), registered, answer, champion_at_gate)
+    missing = None
+    if answer.approved and shadow_required(settings, registered.model):
+        missing = missing_evidence(last_comparison(open_store(settings)), registered.version)
+    return apply_decision(
+        Registry.from_settings(settings), registered, answer, champion_at_gate, missing
+    )
+
+
+def shadow_required(settings: Settings, model: str) -> bool:
+    return settings.promotion.require_shadow_evidence and model == MONITORED_MODEL
 
 
 @step("reference-profile", COMPUTE)
@@ -235,6 +247,11 @@ def performance_task(settings: Settings, version: str | None) -> PerformanceChec
     return run_performance_check(
         open_store(settings), Registry.from_settings(settings), settings, version
     )
+
+
+@step("compare-shadow", IO)
+def compare_task(settings: Settings) -> ShadowComparison:
+    return run_shadow_comparison(open_store(settings), Registry.from_settings(settings), settings)
 
 
 @dataclass(frozen=True)
@@ -297,6 +314,7 @@ def evaluate_gate_register(
             champion.metrics if champion else None,
             decision.reasons,
             registered.card_uri,
+            shadow_required(settings, registered.model),
         )
         with timed(phase, "approval_wait"):
             answer = wait_for_approval(request, settings.approval_timeout_seconds)

@@ -246,6 +246,15 @@ class PerformanceConfig(BaseModel):
     resamples: int = Field(1000, ge=100)
 
 
+class PromotionConfig(BaseModel):
+    """What moving `champion` to a new ResNet version requires beyond its gate."""
+
+    # The last `pneumo compare` must name the version as challenger and recommend promoting it
+    # (paired AUC non-inferior and sensitivity kept, on labelled shadow traffic): for
+    # `pneumo promote` and for an approval. `--force` on promote overrides, recorded.
+    require_shadow_evidence: bool = False
+
+
 class Settings(BaseSettings):
     """Everything an entry point needs; defaults give the embedded, serverless setup."""
 
@@ -273,6 +282,7 @@ class Settings(BaseSettings):
     calibration: CalibrationConfig = CalibrationConfig()
     site: SiteConfig = SiteConfig()
     performance: PerformanceConfig = PerformanceConfig()
+    promotion: PromotionConfig = PromotionConfig()
     gates: GateConfig = GateConfig()
     # Test films per simulated shift in the model card's failure-mode table (0: none measured);
     # costs shifts x this many predictions per model.
@@ -320,6 +330,12 @@ class Settings(BaseSettings):
     # Inference-log rows kept on local disk while the store refuses writes; past it, rows are
     # dropped with an error logged and counted on /health.
     serve_spool_max_rows: int = Field(100_000, ge=0)
+    # The challenger in shadow (`pneumo serve --shadow`): every accepted request is scored again
+    # by pneumonia-resnet@challenger off the response path and logged with alias `challenger`.
+    serve_shadow: bool = Field(False, description="score each request with the challenger too")
+    serve_shadow_max_pending: int = Field(
+        64, ge=1, description="requests waiting for the challenger; more are dropped and counted"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -1,8 +1,10 @@
 """Processes the tests start: each in its own process group, always ended, checked at the end.
 
-`start` records every process; `stop` ends its whole group with SIGTERM, then SIGKILL after a
-grace period, and never raises (a teardown problem is recorded, not allowed to hide the test's
-own assertion). `leftovers` lists recorded groups still alive: the session-end check fails the
+`start` records every process and tags its environment; `stop` ends its whole group with
+SIGTERM, then SIGKILL after a grace period, and never raises (a teardown problem is recorded, not
+allowed to hide the test's own assertion). A descendant that started a session of its own (a
+Prefect worker's flow-run process) leaves the group but inherits the tag, so it is found and
+ended too. `leftovers` lists recorded processes still alive: the session-end check fails the
 run on any.
 """
 
@@ -18,6 +20,10 @@ from pathlib import Path
 
 STARTED: list[tuple[str, subprocess.Popen]] = []
 PROBLEMS: list[str] = []
+TAG = "PNEUMO_TEST_PROCESS"
+# `prefect worker start` (Prefect 3.9) was still running 30 s after SIGTERM or SIGINT, idle or
+# not (measured): waiting longer only delays the SIGKILL that ends it anyway.
+PREFECT_WORKER_GRACE = 3.0
 
 
 def start(
@@ -35,7 +41,7 @@ def start(
         process = subprocess.Popen(
             list(command),
             cwd=cwd,
-            env=env,
+            env={**env, TAG: _tag(len(STARTED))},
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -44,6 +50,32 @@ def start(
         )
     STARTED.append((name, process))
     return process
+
+
+def _tag(index: int) -> str:
+    return f"{os.getpid()}-{index}"
+
+
+def tagged(index: int) -> list[int]:
+    """Live processes whose environment carries the tag of the `index`-th started process."""
+    marker = f"{TAG}={_tag(index)}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if marker in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def _kill_tagged(index: int) -> None:
+    for pid in tagged(index):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def group_alive(pgid: int) -> bool:
@@ -70,8 +102,14 @@ def stop(name: str, process: subprocess.Popen, grace: float = 20.0) -> None:
         PROBLEMS.append(f"{name} (pid {process.pid}) ignored SIGTERM for {grace:.0f} s: killed")
         _signal_group(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
-    # Children that outlived their leader (a worker's flow-run subprocess) are ended too.
+    # Children that outlived their leader, in its group or in a session of their own (a
+    # worker's flow-run subprocess), are ended too.
     _signal_group(process.pid, signal.SIGKILL)
+    _kill_tagged(_index(process))
+
+
+def _index(process: subprocess.Popen) -> int:
+    return next(i for i, (_, started) in enumerate(STARTED) if started is process)
 
 
 @contextmanager
@@ -95,12 +133,17 @@ def run_pneumo(args: list[str], *, env: dict[str, str], cwd: Path, log: Path) ->
 
 
 def leftovers() -> list[str]:
-    """Recorded process groups that are still alive, as `name (pid N)`."""
+    """Recorded processes whose group or tagged descendants are still alive, as `name (pid N)`."""
     for _, process in STARTED:
         process.poll()  # reap a finished leader, so only live members keep its group alive
-    return [f"{name} (pid {p.pid})" for name, p in STARTED if group_alive(p.pid)]
+    return [
+        f"{name} (pid {p.pid})"
+        for index, (name, p) in enumerate(STARTED)
+        if group_alive(p.pid) or tagged(index)
+    ]
 
 
 def kill_leftovers() -> None:
-    for _, process in STARTED:
+    for index, (_, process) in enumerate(STARTED):
         _signal_group(process.pid, signal.SIGKILL)
+        _kill_tagged(index)

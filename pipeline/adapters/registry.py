@@ -279,7 +279,11 @@ class Registry:
         return str(found.version)
 
     def champion_version(self, name: str) -> Any | None:
-        """The version behind `champion`, or None when the model or its alias does not exist.
+        """The version behind `champion`, or None when the model or its alias does not exist."""
+        return self.alias_version(name, CHAMPION)
+
+    def alias_version(self, name: str, alias: str) -> Any | None:
+        """The version behind `alias`, or None when the model or the alias does not exist.
 
         Any other failure (registry unreachable, credentials refused) is raised: taken for "no
         champion", it would let a service report no model instead of why.
@@ -287,7 +291,7 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         try:
-            return self.client.get_model_version_by_alias(name, CHAMPION)
+            return self.client.get_model_version_by_alias(name, alias)
         except MlflowException as exc:
             if exc.error_code in NOT_FOUND_CODES:
                 return None

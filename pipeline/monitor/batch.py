@@ -102,6 +102,7 @@ def predict_batch(
             "threshold": champion.threshold,
             "model_name": champion.name,
             "model_version": champion.version,
+            "alias": champion.alias,
             "timestamp": pd.Timestamp(now),
         }
     )

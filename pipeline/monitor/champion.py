@@ -13,7 +13,13 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.adapters.registry import MODEL_NAMES, Registry, RegistryError, threshold_of
+from pipeline.adapters.registry import (
+    CHAMPION,
+    MODEL_NAMES,
+    Registry,
+    RegistryError,
+    threshold_of,
+)
 from pipeline.monitor.drift_features import Projection
 from pipeline.monitor.probe import embedding_model
 
@@ -35,18 +41,23 @@ class Champion:
     card: dict[str, str] = field(default_factory=dict)
     probe: object = field(init=False, repr=False)
     revision: str = ""  # `revision_of` the registry version it was loaded from
+    alias: str = CHAMPION  # which alias it was loaded as: its log rows say it
 
     def __post_init__(self) -> None:
         self.probe = embedding_model(self.model)
 
 
 def load_champion(
-    registry: Registry, cache_dir: Path, name: str = MONITORED_MODEL, version: str | None = None
+    registry: Registry,
+    cache_dir: Path,
+    name: str = MONITORED_MODEL,
+    version: str | None = None,
+    alias: str = CHAMPION,
 ) -> Champion:
-    """The model behind `name@champion`, resolved now (or `version`, pinned: the shards of one
-    batch job are all scored by the version it started with), with its threshold and reference
-    profile."""
-    current = registry.version(name, version) if version else require_champion(registry, name)
+    """The model behind `name@alias` (default `champion`), resolved now (or `version`, pinned:
+    the shards of one batch job are all scored by the version it started with), with its
+    threshold and reference profile."""
+    current = registry.version(name, version) if version else require_alias(registry, name, alias)
     version = str(current.version)
     # An incomplete champion (no threshold, no reference profile) is refused, not served with
     # defaults: `pneumo doctor` finds such versions and `pneumo rollback` moves past them.
@@ -68,6 +79,7 @@ def load_champion(
         info=registry.version_info(name, version),
         card=read_card(registry, current.run_id),
         revision=revision_of(current),
+        alias=alias,
     )
 
 
@@ -79,9 +91,14 @@ def revision_of(version: Any) -> str:
 
 def require_champion(registry: Registry, name: str = MONITORED_MODEL) -> Any:
     """The version `name@champion` points at now; a RegistryError if there is none."""
-    current = registry.champion_version(name)
+    return require_alias(registry, name, CHAMPION)
+
+
+def require_alias(registry: Registry, name: str, alias: str) -> Any:
+    current = registry.alias_version(name, alias)
     if current is None:
-        raise RegistryError(f"model {name!r} has no champion yet: train and promote one first")
+        hint = "train and promote one first" if alias == CHAMPION else "train one first"
+        raise RegistryError(f"model {name!r} has no {alias} yet: {hint}")
     return current
 
 

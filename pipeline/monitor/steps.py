@@ -22,6 +22,7 @@ from pipeline.data.steps import patient_secret
 from pipeline.files import atomic_path
 from pipeline.monitor.batch import predict_batch, read_images
 from pipeline.monitor.champion import Champion, load_champion
+from pipeline.monitor.compare import ShadowComparison, compare_shadow, store_comparison
 from pipeline.monitor.drift import DriftResult, check_drift, classification_report_html
 from pipeline.monitor.drift_features import Projection, feature_table, fit_projection
 from pipeline.monitor.inference_log import (
@@ -198,6 +199,18 @@ def run_performance_check(
         if group["truth"].nunique() == 2  # Evidently's report needs both classes
     }
     return store_performance_check(store, check, reports, now)
+
+
+def run_shadow_comparison(
+    store: ObjectStore, registry: Registry, settings: Settings, now: datetime | None = None
+) -> ShadowComparison:
+    """Champion against challenger on the shadow traffic of the window, judged by the gate's
+    AUC margin, and stored where `pneumo promote` and the approval form read it."""
+    comparison = compare_shadow(
+        store, registry, settings.performance, settings.gates.max_auc_drop, now
+    )
+    store_comparison(store, comparison)
+    return comparison
 
 
 def add_labels_from(source: Path, store: ObjectStore, settings: Settings) -> LabelsAdded:

@@ -42,12 +42,17 @@ class ChampionHolder:
     last_error: str | None = None
     # Set once the first look-up has ended, loaded or not: start-up waits for it only so long.
     first_attempt: threading.Event = field(default_factory=threading.Event)
+    # An alias that disappears: the champion keeps serving (a service must not go dark), a
+    # challenger that is gone is no longer shadowed.
+    keep_when_gone: bool = True
 
     def refresh(self) -> bool:
         """Load the champion if the alias points elsewhere or its threshold changed; True when
         a new one came in."""
         try:
             revision = self.resolve_revision()
+            if revision is None and not self.keep_when_gone:
+                self.current = None
             if revision is None or (self.current is not None and self.current.revision == revision):
                 return False
             self.current = self.load()

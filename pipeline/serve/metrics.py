@@ -1,9 +1,9 @@
 """Prometheus metrics of the prediction service, on a registry of each app's own.
 
 Counters and the latency histogram are updated as requests are answered; the rest (which model
-serves, the inference log's state, the last drift check) is read from the live service when
-Prometheus scrapes, so a scrape never shows a stale copy. No process-global registry: two apps
-in one process (the tests) count apart.
+serves, the inference log's state, the last drift and performance checks, the shadow) is read
+from the live service when Prometheus scrapes, so a scrape never shows a stale copy. No
+process-global registry: two apps in one process (the tests) count apart.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 
 from pipeline.adapters.storage import ObjectNotFoundError, ObjectStore
 from pipeline.monitor.drift import DRIFT, INSUFFICIENT, NO_DRIFT, PREVALENCE
-from pipeline.monitor.inference_log import LAST_CHECK_KEY
+from pipeline.train.uncertainty import INTERVAL_METRICS
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST  # Prometheus's text format, version included
 DRIFT_STATUSES = (NO_DRIFT, DRIFT, PREVALENCE, INSUFFICIENT)
@@ -41,11 +41,13 @@ LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 @dataclass
-class LastDriftCheck:
-    """The newest drift check's summary (`reports/drift/last-check.json`), re-read from the
-    store at most every `max_age` seconds; None while there is none or it cannot be read."""
+class LastSummary:
+    """The newest summary a check stored under `key` (the drift check's, the performance
+    check's), re-read from the store at most every `max_age` seconds; None while there is none
+    or it cannot be read."""
 
     store: ObjectStore
+    key: str
     max_age: float = 30.0
     summary: dict | None = None
     read_at: float = float("-inf")
@@ -58,9 +60,9 @@ class LastDriftCheck:
                 return
             self.read_at = time.monotonic()
             try:
-                self.summary = json.loads(self.store.get(LAST_CHECK_KEY))
+                self.summary = json.loads(self.store.get(self.key))
                 self.error = None
-            except ObjectNotFoundError:  # no drift check has run yet
+            except ObjectNotFoundError:  # no check has run yet
                 self.summary, self.error = None, None
             except Exception as exc:  # an unreadable store must not fail a scrape
                 self.error = f"{type(exc).__name__}: {exc}"
@@ -72,7 +74,9 @@ class ServiceView:
 
     champion: Callable[[], dict[str, str] | None]  # name, version, weights_source; None: none
     inference_log: Callable[[], dict]  # InferenceLogWriter.status()
-    drift: LastDriftCheck
+    drift: LastSummary
+    performance: LastSummary
+    shadow: Callable[[], dict] | None = None  # ShadowScorer.status(); None: no shadow
 
 
 class LiveCollector(Collector):
@@ -83,6 +87,8 @@ class LiveCollector(Collector):
         yield from champion_metrics(self.view.champion())
         yield from log_metrics(self.view.inference_log())
         yield from drift_metrics(self.view.drift, time.time())
+        yield from performance_metrics(self.view.performance, time.time())
+        yield from shadow_metrics(self.view.shadow() if self.view.shadow else None)
 
 
 def champion_metrics(champion: dict[str, str] | None) -> Iterator[Metric]:
@@ -116,7 +122,89 @@ def log_metrics(log: dict) -> Iterator[Metric]:
     yield from (failing, spooled, lost, written)
 
 
-def drift_metrics(drift: LastDriftCheck, now: float) -> Iterator[Metric]:
+def shadow_metrics(shadow: dict | None) -> Iterator[Metric]:
+    """The challenger in shadow: whether it runs, which version, requests scored and dropped
+    (by reason: a drop is counted, never an error for the caller)."""
+    enabled = GaugeMetricFamily("pneumo_shadow_enabled", "1 when the challenger runs in shadow")
+    enabled.add_metric([], int(shadow is not None))
+    yield enabled
+    if shadow is None:
+        return
+    version = shadow["challenger_version"]
+    loaded = GaugeMetricFamily(
+        "pneumo_shadow_challenger_version", "The challenger version in shadow (absent: none)"
+    )
+    if version is not None:
+        loaded.add_metric([], float(version))
+    scored = CounterMetricFamily(
+        "pneumo_shadow_scored_requests", "Requests the challenger scored in shadow"
+    )
+    scored.add_metric([], shadow["scored_requests"])
+    dropped = CounterMetricFamily(
+        "pneumo_shadow_dropped_requests",
+        "Requests the challenger did not score, by reason",
+        labels=["reason"],
+    )
+    for reason, count in sorted(shadow["dropped_requests"].items()):
+        dropped.add_metric([reason], count)
+    queued = GaugeMetricFamily(
+        "pneumo_shadow_queued_requests", "Requests waiting for the challenger"
+    )
+    queued.add_metric([], shadow["queued_requests"])
+    yield from (loaded, scored, dropped, queued)
+
+
+def performance_metrics(performance: LastSummary, now: float) -> Iterator[Metric]:
+    """The last performance check: its age, whether it alerted, and each version's realised
+    figures on labelled films with their interval bounds."""
+    readable = GaugeMetricFamily(
+        "pneumo_performance_check_readable", "0 when the last performance check could not be read"
+    )
+    readable.add_metric([], int(performance.error is None))
+    yield readable
+    summary = performance.summary
+    if summary is None:
+        return
+    checked = _epoch(summary.get("checked_at"))
+    age = GaugeMetricFamily(
+        "pneumo_performance_check_age_seconds", "Seconds since the last performance check"
+    )
+    if checked is not None:
+        age.add_metric([], max(0.0, now - checked))
+    alert = GaugeMetricFamily(
+        "pneumo_performance_alert", "1 when the last performance check found a drop"
+    )
+    alert.add_metric([], int(bool(summary.get("alert"))))
+    yield from (age, alert)
+    labels = ["version", "metric"]
+    families = {
+        bound: GaugeMetricFamily(
+            f"pneumo_realised{suffix}",
+            f"Realised figure on labelled films{note}, by model version",
+            labels=labels,
+        )
+        for bound, suffix, note in (
+            ("", "", ""),
+            ("_ci_low", "_ci_low", " (interval's lower bound)"),
+            ("_ci_high", "_ci_high", " (interval's upper bound)"),
+        )
+    }
+    films = GaugeMetricFamily(
+        "pneumo_realised_films", "Labelled films behind the figures", labels=["version", "label"]
+    )
+    for entry in summary.get("versions", []):
+        version, metrics = str(entry["version"]), entry["metrics"]
+        for name in INTERVAL_METRICS:
+            for bound, family in families.items():
+                value = metrics.get(f"{name}{bound}")
+                if value is not None:
+                    family.add_metric([version, name], float(value))
+        for label in ("NORMAL", "PNEUMONIA"):
+            films.add_metric([version, label], entry["films"][label])
+    yield from (*families.values(), films)
+
+
+def drift_metrics(drift: LastSummary, now: float) -> Iterator[Metric]:
     readable = GaugeMetricFamily(
         "pneumo_drift_check_readable", "0 when the last drift check could not be read"
     )

@@ -41,9 +41,11 @@ def approval_request(
     champion_metrics: dict[str, float] | None,
     gate_reasons: list[str],
     card_uri: str,
+    shadow_required: bool = False,
 ) -> str:
-    """The Markdown a reviewer reads beside the approve/reject form: the card, and the
-    challenger against the champion on the same test films."""
+    """The Markdown a reviewer reads beside the approve/reject form: the card, the
+    challenger against the champion on the same test films, and whether live (shadow)
+    evidence must back the move."""
     rows = ["| | challenger v{} | champion {} |".format(
         registered.version, f"v{champion_version}" if champion_version else "(none)"
     ), "| --- | --- | --- |"]  # fmt: skip
@@ -62,8 +64,17 @@ def approval_request(
         "",
         "Gate: " + "; ".join(gate_reasons),
         "",
+        *([SHADOW_NOTE.format(version=registered.version), ""] if shadow_required else []),
         "Choose approve or reject, give your name and a reason. Nobody deciding in time rejects.",
     ])  # fmt: skip
+
+
+SHADOW_NOTE = (
+    "Shadow evidence is required (PNEUMO_PROMOTION__REQUIRE_SHADOW_EVIDENCE): v{version} is "
+    "`challenger` now, so a service started with `--shadow` scores it on live traffic. Approve "
+    "after `pneumo compare` recommends promoting it; an approval without that evidence is "
+    "recorded, and champion moves later with `pneumo promote`."
+)
 
 
 def record_decision(
@@ -92,12 +103,14 @@ def apply_decision(
     registered: Registration,
     decision: ApprovalDecision,
     champion_at_gate: str | None,
+    missing_evidence: str | None = None,
 ) -> Registration:
     """Record the decision; an approval moves `champion` to the version.
 
     The gate compared the version with the champion of its time: if `champion` moved while the
     reviewer decided, the comparison no longer holds and the approval is recorded as a
-    rejection saying so (retrain, or promote by hand: `pneumo promote`).
+    rejection saying so (retrain, or promote by hand: `pneumo promote`). `missing_evidence`
+    (shadow evidence required and not there): the approval is recorded, champion stays.
     """
     decision = ApprovalDecision(
         decision.status, decision.by, decision.reason, decision.at or now_iso()
@@ -113,11 +126,15 @@ def apply_decision(
                 f"waiting (the gate compared against v{champion_at_gate}). {decision.reason}",
                 decision.at,
             )
-    record_decision(registry, registered, decision)
-    outcome = replace(
-        registered, pending_approval=False, approval=f"{decision.status} by {decision.by}"
+    held = (
+        f"champion not moved: {missing_evidence}" if decision.approved and missing_evidence else ""
     )
-    if not decision.approved:
+    if held:  # recorded as given, with why champion stays
+        decision = replace(decision, reason=f"{decision.reason} ({held})".lstrip())
+    record_decision(registry, registered, decision)
+    status = f"{decision.status} by {decision.by}" + (f"; {held}" if held else "")
+    outcome = replace(registered, pending_approval=False, approval=status)
+    if not decision.approved or held:
         return outcome
     reason = f"approved by {decision.by}: {decision.reason or 'no reason given'}"
     registry.move_champion(registered.model, registered.version, reason)

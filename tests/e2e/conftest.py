@@ -2,7 +2,8 @@
 
 `trained` runs the training flow once on a tiny real subset (both models, the ResNet from the
 shared ImageNet weights, open gates): version 1 of each model, champion. Tests that change the
-registry assert relative to what they find, so they pass in any order.
+registry assert relative to what they find, so they pass in any order. `ingested`: a state
+directory of a test's own, the subset ingested, for `pneumo` processes (tests/e2e/cli.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FAST_TRAINING, OPEN_GATES, SHARED_WEIGHTS, tiny_subset
+from tests.e2e.cli import cli_env, pneumo
 
 # The ResNet as users get it: ImageNet weights (the shared file), frozen phase, then the top block.
 PRETRAINED = {
@@ -75,3 +77,13 @@ def champion_of(registry, name: str) -> str:
 
 def latest_version(registry, name: str) -> int:
     return max(int(v.version) for v in registry.client.search_model_versions(f"name='{name}'"))
+
+
+@pytest.fixture
+def ingested(tmp_path: Path) -> dict[str, str]:
+    """A fresh state directory holding the tiny real subset's manifest."""
+    env = cli_env(tmp_path / "home")
+    data = tiny_subset(tmp_path / "chest_xray")
+    code, out = pneumo(["ingest", str(data)], env, tmp_path / "ingest.log")
+    assert code == 0, out[-3000:]
+    return env

@@ -62,6 +62,7 @@ def test_health_and_model_describe_the_champion(client, registry) -> None:
         "version": serving,
         "weights_source": tags["weights_source"],
         "inference_log": {**health["inference_log"], "status": "ok", "lost_rows": 0},
+        "shadow": None,
     }
     model = client.get("/model").json()
     assert model["version"] == serving and model["alias"] == "champion"

@@ -47,6 +47,7 @@ class Service:
     inherit_env: bool = True  # False: `env` is its whole environment
     process: subprocess.Popen | None = None
     startup_seconds: float = 0.0
+    grace: float = 20.0  # seconds between SIGTERM and SIGKILL at stop
 
     @property
     def log(self) -> Path:
@@ -83,7 +84,7 @@ class Service:
 
     def stop(self) -> None:
         if self.process is not None:
-            processes.stop(self.name, self.process)
+            processes.stop(self.name, self.process, self.grace)
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
 

@@ -95,6 +95,8 @@ class Stack:
         service = Service(
             name, command, health_url, self.root, self.env(name), inherit_env=False, ready=ready
         )
+        if name == "worker":
+            service.grace = processes.PREFECT_WORKER_GRACE
         self.running.append(service.start(timeout=180))
         return service
 

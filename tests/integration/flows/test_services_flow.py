@@ -270,7 +270,14 @@ def test_deployment_run_completes_on_a_process_worker(
     command = [
         str(BIN / "prefect"), "worker", "start", "--pool", settings.work_pool, "--type", "process",
     ]  # fmt: skip
-    with processes.running("prefect worker", command, env={**os.environ}, cwd=tmp_path, log=log):
+    with processes.running(
+        "prefect worker",
+        command,
+        env={**os.environ},
+        cwd=tmp_path,
+        log=log,
+        grace=processes.PREFECT_WORKER_GRACE,
+    ):
         flow_run = run_deployment("training-pipeline/weekly-training", timeout=0)
         with get_client(sync_client=True) as client:
             flow_run = wait_until(

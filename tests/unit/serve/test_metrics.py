@@ -1,4 +1,5 @@
-"""/metrics: Prometheus text a scraper parses, with latency, the model, the log and drift."""
+"""/metrics: Prometheus text a scraper parses, with latency, the model, the log, drift and
+realised performance."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from flows.service import create_app
 from pipeline.adapters.backends import open_store
 from pipeline.monitor.drift import DRIFT
 from pipeline.monitor.inference_log import LAST_CHECK_KEY
+from pipeline.monitor.performance import LAST_CHECK_KEY as PERFORMANCE_KEY
 from pipeline.serve.background import ChampionHolder
-from pipeline.serve.metrics import LastDriftCheck, ServiceView, service_metrics
+from pipeline.serve.metrics import LastSummary, ServiceView, service_metrics
 from pipeline.settings import Settings
 
 
@@ -42,6 +44,8 @@ def test_requests_are_timed_by_route_and_a_stray_path_counts_as_other(tmp_path: 
     # No drift check has run yet: readable, and no age to show.
     assert samples[("pneumo_drift_check_readable", ())] == 1
     assert not any(name == "pneumo_drift_check_age_seconds" for name, _ in samples)
+    assert samples[("pneumo_performance_check_readable", ())] == 1
+    assert samples[("pneumo_shadow_enabled", ())] == 0
 
 
 def test_the_last_drift_check_shows_its_age_and_result(tmp_path: Path) -> None:
@@ -67,10 +71,11 @@ def test_an_unreadable_drift_check_is_a_metric_not_a_failed_scrape(tmp_path: Pat
         def get(self, key: str) -> bytes:
             raise ConnectionError("store down")
 
-    drift = LastDriftCheck(Broken())  # type: ignore[arg-type]
+    drift = LastSummary(Broken(), LAST_CHECK_KEY)  # type: ignore[arg-type]
+    performance = LastSummary(Broken(), PERFORMANCE_KEY)  # type: ignore[arg-type]
     log = {"status": "failing", "spooled_rows": 3, "lost_rows": 1, "written_rows": {"x": 5}}
     champion = {"name": "pneumonia-resnet", "version": "7", "weights_source": "imagenet"}
-    metrics = service_metrics(ServiceView(lambda: champion, lambda: log, drift))
+    metrics = service_metrics(ServiceView(lambda: champion, lambda: log, drift, performance))
     metrics.predictions.labels("PNEUMONIA", "7").inc(2)
     drift.refresh()
     samples = scrape(metrics.render().decode())
@@ -81,3 +86,52 @@ def test_an_unreadable_drift_check_is_a_metric_not_a_failed_scrape(tmp_path: Pat
     assert samples[("pneumo_inference_log_failing", ())] == 1
     assert samples[("pneumo_inference_log_lost_rows_total", ())] == 1
     assert samples[("pneumo_inference_log_written_rows_total", (("log", "x"),))] == 5
+
+
+def test_the_last_performance_check_shows_realised_figures_by_version(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    checked = datetime.now(UTC) - timedelta(hours=1)
+    metrics = {"roc_auc": 0.93, "specificity": 0.61, "specificity_ci_low": 0.52}
+    version = {
+        "version": "3",
+        "metrics": metrics,
+        "films": {"films": 90, "patients": 80, "NORMAL": 40, "PNEUMONIA": 50},
+    }
+    summary = {"alert": True, "checked_at": checked.isoformat(), "versions": [version]}
+    open_store(settings).put(PERFORMANCE_KEY, json.dumps(summary).encode())
+    empty = ChampionHolder(load=lambda: None, resolve_revision=lambda: None)
+    with TestClient(create_app(settings, holder=empty)) as client:
+        samples = scrape(client.get("/metrics").text)
+    assert 3600 <= samples[("pneumo_performance_check_age_seconds", ())] < 3700
+    assert samples[("pneumo_performance_alert", ())] == 1
+    assert samples[("pneumo_realised", (("metric", "specificity"), ("version", "3")))] == 0.61
+    assert (
+        samples[("pneumo_realised_ci_low", (("metric", "specificity"), ("version", "3")))] == 0.52
+    )
+    assert ("pneumo_realised", (("metric", "ppv"), ("version", "3"))) not in samples
+    assert samples[("pneumo_realised_films", (("label", "NORMAL"), ("version", "3")))] == 40
+
+
+def test_every_metric_the_grafana_dashboard_plots_is_served(tmp_path: Path) -> None:
+    import re
+
+    from tests.conftest import REPO
+
+    settings = Settings(home=tmp_path, serve_shadow=True)
+    checked = datetime.now(UTC).isoformat()
+    store = open_store(settings)
+    store.put(LAST_CHECK_KEY, json.dumps({"status": DRIFT, "checked_at": checked}).encode())
+    store.put(PERFORMANCE_KEY, json.dumps({"alert": False, "checked_at": checked}).encode())
+    empty = ChampionHolder(load=lambda: None, resolve_revision=lambda: None)
+    with TestClient(create_app(settings, holder=empty, challenger=empty)) as client:
+        client.get("/health")
+        families = {f.name for f in text_string_to_metric_families(client.get("/metrics").text)}
+    dashboard = json.loads((REPO / "infra" / "grafana" / "pneumo-ops.json").read_text())
+    plotted = {
+        re.sub(r"_(total|bucket|count|sum)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"pneumo_[a-z0-9_]+", target["expr"])
+    }
+    assert "pneumo_realised" in plotted and "pneumo_shadow_scored_requests" in plotted
+    assert plotted - families == set()

@@ -61,3 +61,17 @@ def test_an_approval_after_the_champion_moved_is_not_applied(registry_with_versi
     tags = registry.version(MODEL, "2").tags
     assert tags["approval_status"] == "rejected"
     assert "champion moved from v1 to v3" in tags["approval_reason"]
+
+
+def test_an_approval_without_required_shadow_evidence_leaves_the_champion(
+    registry_with_versions,
+) -> None:
+    registry, (_, second, _) = registry_with_versions
+    answer = ApprovalDecision(APPROVED, "Dr. Ana", "card is fine")
+    missing = "no shadow comparison has run: serve with --shadow, then `pneumo compare`"
+    outcome = apply_decision(registry, second, answer, "1", missing_evidence=missing)
+    assert not outcome.champion and str(registry.champion_version(MODEL).version) == "1"
+    assert outcome.approval == f"approved by Dr. Ana; champion not moved: {missing}"
+    tags = registry.version(MODEL, "2").tags
+    assert tags["approval_status"] == "approved"
+    assert tags["approval_reason"] == f"card is fine (champion not moved: {missing})"
