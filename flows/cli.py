@@ -47,6 +47,16 @@ PREFECT_COMMANDS = {
     "compare",
     "doctor",
 }
+# Commands whose modules import TensorFlow: imported up front, its native lines to the log file.
+TENSORFLOW_COMMANDS = (PREFECT_COMMANDS - {"doctor"}) | {
+    "predict",
+    "serve",
+    "site",
+    "card",
+    "deploy",
+    "approve",
+    "reject",
+}
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,8 @@ def main(
     server = None
     if ctx.invoked_subcommand in PREFECT_COMMANDS:
         server = runtime.start_temporary_server()
+    if ctx.invoked_subcommand in TENSORFLOW_COMMANDS and not verbose:
+        runtime.import_tensorflow_quietly(settings.home)
     ctx.obj = Cli(settings, verbose, server)
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import traceback
 from collections.abc import Iterator
@@ -162,6 +163,30 @@ LOG_MAX_BYTES = 10_000_000
 
 def log_path(home: Path) -> Path:
     return home / "logs" / "pneumo.log"
+
+
+def import_tensorflow_quietly(home: Path) -> None:
+    """Import TensorFlow with the process's stderr (fd 2) pointed at the log file.
+
+    Its native start-up lines (absl's "All log messages before absl::InitializeLog() is called
+    are written to STDERR", the oneDNN notice) are written by C++ straight to fd 2 before absl
+    is initialised, so neither TF_CPP_MIN_LOG_LEVEL (measured: 2 and 3, TensorFlow 2.21) nor
+    Python's logging can hold them back; they would open every command's output. Importing it
+    once here, early, sends them to the log file; later imports are no-ops.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    target = log_path(home)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with target.open("ab") as log:
+            os.dup2(log.fileno(), 2)
+            import tensorflow  # noqa: F401 - imported for its side effect on fd 2 only
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def route_logs(home: Path, verbose: bool) -> None:

@@ -18,6 +18,17 @@ def pneumo(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> tuple[
     return processes.run_pneumo(args, env=env, cwd=cwd, log=log)
 
 
+# What TensorFlow's C++ start-up and Prefect's temporary server print unasked.
+NOISE = ("absl::InitializeLog", "oneDNN custom operations", "#how-to-guides")
+
+
+def assert_no_library_noise(out: str, home: Path) -> None:
+    """The command's output (stdout and stderr) opens with results, not library notes; the
+    TensorFlow lines are kept in the log file."""
+    assert not [line for line in out.splitlines() if any(n in line for n in NOISE)], out[:3000]
+    assert "oneDNN custom operations" in (home / "logs" / "pneumo.log").read_text()
+
+
 def test_drift_runs_on_its_own_from_another_folder(trained: Trained, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -35,6 +46,7 @@ def test_drift_runs_on_its_own_from_another_folder(trained: Trained, tmp_path: P
     }
     code, out = pneumo(["predict", str(trained.data / "test")], env, elsewhere, tmp_path / "p.log")
     assert code == 0, out[-3000:]
+    assert_no_library_noise(out, trained.home)
     # The champion may be a retrained version by now; either way its weights are named.
     assert "(champion; weights: " in out and ") scored 10 images" in out
 
@@ -42,6 +54,7 @@ def test_drift_runs_on_its_own_from_another_folder(trained: Trained, tmp_path: P
         ["drift", "--last", "10", "--no-retrain"], env, elsewhere, tmp_path / "d.log"
     )
     assert code == 0, out[-3000:]
+    assert_no_library_noise(out, trained.home)
     verdicts = [
         line
         for line in out.splitlines()
