@@ -56,10 +56,10 @@ def _tag(index: int) -> str:
     return f"{os.getpid()}-{index}"
 
 
-def tagged(index: int) -> list[int]:
-    """Live processes whose environment carries the tag of the `index`-th started process."""
-    marker = f"{TAG}={_tag(index)}".encode()
-    found = []
+def tagged_processes() -> dict[str, list[int]]:
+    """Live processes carrying a tag, by tag: one pass over /proc."""
+    prefix = f"{TAG}=".encode()
+    found: dict[str, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -67,13 +67,19 @@ def tagged(index: int) -> list[int]:
             environ = (entry / "environ").read_bytes()
         except OSError:  # gone meanwhile, or not ours to read
             continue
-        if marker in environ.split(b"\0"):
-            found.append(int(entry.name))
+        for variable in environ.split(b"\0"):
+            if variable.startswith(prefix):
+                found.setdefault(variable[len(prefix) :].decode(), []).append(int(entry.name))
     return found
 
 
-def _kill_tagged(index: int) -> None:
-    for pid in tagged(index):
+def tagged(index: int) -> list[int]:
+    """Live processes whose environment carries the tag of the `index`-th started process."""
+    return tagged_processes().get(_tag(index), [])
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -105,7 +111,7 @@ def stop(name: str, process: subprocess.Popen, grace: float = 20.0) -> None:
     # Children that outlived their leader, in its group or in a session of their own (a
     # worker's flow-run subprocess), are ended too.
     _signal_group(process.pid, signal.SIGKILL)
-    _kill_tagged(_index(process))
+    _kill(tagged(_index(process)))
 
 
 def _index(process: subprocess.Popen) -> int:
@@ -136,14 +142,16 @@ def leftovers() -> list[str]:
     """Recorded processes whose group or tagged descendants are still alive, as `name (pid N)`."""
     for _, process in STARTED:
         process.poll()  # reap a finished leader, so only live members keep its group alive
+    alive = tagged_processes()
     return [
         f"{name} (pid {p.pid})"
         for index, (name, p) in enumerate(STARTED)
-        if group_alive(p.pid) or tagged(index)
+        if group_alive(p.pid) or _tag(index) in alive
     ]
 
 
 def kill_leftovers() -> None:
+    alive = tagged_processes()
     for index, (_, process) in enumerate(STARTED):
         _signal_group(process.pid, signal.SIGKILL)
-        _kill_tagged(index)
+        _kill(alive.get(_tag(index), []))

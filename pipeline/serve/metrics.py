@@ -157,25 +157,15 @@ def shadow_metrics(shadow: dict | None) -> Iterator[Metric]:
 def performance_metrics(performance: LastSummary, now: float) -> Iterator[Metric]:
     """The last performance check: its age, whether it alerted, and each version's realised
     figures on labelled films with their interval bounds."""
-    readable = GaugeMetricFamily(
-        "pneumo_performance_check_readable", "0 when the last performance check could not be read"
-    )
-    readable.add_metric([], int(performance.error is None))
-    yield readable
+    yield from check_metrics(performance, "performance", now)
     summary = performance.summary
     if summary is None:
         return
-    checked = _epoch(summary.get("checked_at"))
-    age = GaugeMetricFamily(
-        "pneumo_performance_check_age_seconds", "Seconds since the last performance check"
-    )
-    if checked is not None:
-        age.add_metric([], max(0.0, now - checked))
     alert = GaugeMetricFamily(
         "pneumo_performance_alert", "1 when the last performance check found a drop"
     )
     alert.add_metric([], int(bool(summary.get("alert"))))
-    yield from (age, alert)
+    yield alert
     labels = ["version", "metric"]
     families = {
         bound: GaugeMetricFamily(
@@ -204,23 +194,35 @@ def performance_metrics(performance: LastSummary, now: float) -> Iterator[Metric
     yield from (*families.values(), films)
 
 
-def drift_metrics(drift: LastSummary, now: float) -> Iterator[Metric]:
+def check_metrics(check: LastSummary, name: str, now: float) -> Iterator[Metric]:
+    """A stored check's `pneumo_<name>_check_readable` and, once one has run, its age."""
     readable = GaugeMetricFamily(
-        "pneumo_drift_check_readable", "0 when the last drift check could not be read"
+        f"pneumo_{name}_check_readable", f"0 when the last {name} check could not be read"
     )
-    readable.add_metric([], int(drift.error is None))
+    readable.add_metric([], int(check.error is None))
     yield readable
+    if check.summary is None:
+        return
+    checked = _epoch(check.summary.get("checked_at"))
+    age = GaugeMetricFamily(
+        f"pneumo_{name}_check_age_seconds", f"Seconds since the last {name} check"
+    )
+    if checked is not None:
+        age.add_metric([], max(0.0, now - checked))
+    yield age
+
+
+def drift_metrics(drift: LastSummary, now: float) -> Iterator[Metric]:
+    yield from check_metrics(drift, "drift", now)
     if drift.summary is None:
         return
     checked = _epoch(drift.summary.get("checked_at"))
-    age = GaugeMetricFamily("pneumo_drift_check_age_seconds", "Seconds since the last drift check")
     stamp = GaugeMetricFamily(
         "pneumo_drift_check_timestamp_seconds", "When the last drift check ran (Unix time)"
     )
     if checked is not None:
-        age.add_metric([], max(0.0, now - checked))
         stamp.add_metric([], checked)
-    yield from (age, stamp)
+    yield stamp
     result = GaugeMetricFamily(
         "pneumo_drift_check_result", "1 for the last drift check's result", labels=["status"]
     )
