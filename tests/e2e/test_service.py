@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -172,57 +173,55 @@ def test_fifty_concurrent_requests_all_succeed(client) -> None:
     assert [r.status_code for r in responses] == [200] * 50
 
 
-def test_every_prediction_reaches_the_inference_log(client) -> None:
+def wait_for_logged(client, prefix: str, column: str, value: str, count: int) -> pd.DataFrame:
+    """This test's own rows of a log, once the writer has written `count` of them. It waits on
+    the rows, not the writer's counter: that also counts what an earlier test queued (fifty
+    concurrent requests), so it can pass before this test's rows are written."""
     from pipeline.adapters.backends import open_store
-    from pipeline.monitor.drift_features import FEATURE_COLUMNS
-    from pipeline.monitor.inference_log import LOG_PREFIX, read_inference_log
+    from pipeline.monitor.inference_log import read_inference_log
     from pipeline.settings import Settings
 
     writer = state(client).writer
+    store = open_store(Settings(home=state(client).settings.home))
+
+    def logged() -> pd.DataFrame:
+        log = read_inference_log(store, prefix=prefix)
+        return log[log[column] == value] if column in log.columns else log
+
+    return wait_until(
+        lambda: (logged(), writer.last_error, writer.pending.qsize()),
+        lambda seen: len(seen[0]) >= count,
+        timeout=30,
+        what=f"the log writer to write {count} rows of {value} to {prefix}",
+        describe=lambda seen: f"found {len(seen[0])}, last error {seen[1]}, queued {seen[2]}",
+    )[0]
+
+
+def test_every_prediction_reaches_the_inference_log(client) -> None:
+    from pipeline.monitor.drift_features import FEATURE_COLUMNS
+    from pipeline.monitor.inference_log import LOG_PREFIX
+
     # Re-encoded, so its sha256 is this test's alone whatever else the log holds.
     unique = io.BytesIO()
     Image.open(IMAGES[1]).convert("L").save(unique, "JPEG", quality=77)
-    before = writer.written[LOG_PREFIX]
     sent = [
         client.post("/predict", files={"file": ("unique.jpeg", unique.getvalue())}) for _ in "ab"
     ]
     assert [r.status_code for r in sent] == [200, 200]
-    wait_until(
-        lambda: (writer.written[LOG_PREFIX], writer.last_error, writer.pending.qsize()),
-        lambda seen: seen[0] >= before + 2,
-        timeout=30,
-        what="the log writer to write both predictions",
-        describe=lambda seen: (
-            f"written {seen[0]} (before {before}), last error {seen[1]}, queued {seen[2]}"
-        ),
-    )
-    log = read_inference_log(open_store(Settings(home=state(client).settings.home)))
-    mine = log[log["sha256"] == hashlib.sha256(unique.getvalue()).hexdigest()]
-    assert len(mine) == 2 and set(FEATURE_COLUMNS) <= set(log.columns)
+    digest = hashlib.sha256(unique.getvalue()).hexdigest()
+    mine = wait_for_logged(client, LOG_PREFIX, "sha256", digest, 2)
+    assert len(mine) == 2 and set(FEATURE_COLUMNS) <= set(mine.columns)
     assert set(mine["model_version"]) == {sent[0].json()["predictions"][0]["version"]}
 
 
 def test_a_refused_upload_reaches_the_rejected_log_with_its_bit_depth(client) -> None:
-    from pipeline.adapters.backends import open_store
-    from pipeline.monitor.inference_log import REJECTED_PREFIX, read_inference_log
-    from pipeline.settings import Settings
+    from pipeline.monitor.inference_log import REJECTED_PREFIX
 
-    writer = state(client).writer
     sixteen = io.BytesIO()
     Image.fromarray(np.full((40, 50), 30000, dtype=np.uint16)).save(sixteen, "PNG")
-    before = writer.written[REJECTED_PREFIX]
     response = client.post("/predict", files={"file": ("detector-16.png", sixteen.getvalue())})
     assert response.status_code == 422
-    wait_until(
-        lambda: (writer.written[REJECTED_PREFIX], writer.last_error),
-        lambda seen: seen[0] >= before + 1,
-        timeout=30,
-        what="the log writer to write the refusal",
-        describe=lambda seen: f"written {seen[0]} (before {before}), last error {seen[1]}",
-    )
-    store = open_store(Settings(home=state(client).settings.home))
-    refused = read_inference_log(store, prefix=REJECTED_PREFIX)
-    mine = refused[refused["image"] == "detector-16.png"]
+    mine = wait_for_logged(client, REJECTED_PREFIX, "image", "detector-16.png", 1)
     assert len(mine) == 1 and mine["bit_depth"].iloc[0] == 16
     assert set(mine["model_version"]) == {client.get("/health").json()["version"]}
 
