@@ -68,7 +68,8 @@ def main() -> None:
     keras.utils.set_random_seed(0)
     model = build_resnet(TrainConfig(image_size=args.size), str(WEIGHTS), 0.7)
     head = model.get_layer(HEAD_LAYER)
-    head.set_weights([np.random.default_rng(0).normal(0, 0.02, (2048, 1)), np.zeros(1)])
+    width = head.kernel.shape[0]
+    head.set_weights([np.random.default_rng(0).normal(0, 0.02, (width, 1)), np.zeros(1)])
     data = images(args.size, args.batch * args.batches)
     batches = [data[i : i + args.batch] for i in range(0, len(data), args.batch)]
     compiled = tf.function(lambda x: model(x, training=False), reduce_retracing=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -35,8 +34,10 @@ from pipeline.monitor.champion import load_champion
 from pipeline.monitor.site import (
     LabelledFilms,
     accept_on_site,
+    patient_halves,
     read_labelled_films,
     score_films,
+    write_films,
 )
 from pipeline.settings import Settings
 from pipeline.train.metrics import choose_threshold
@@ -44,7 +45,6 @@ from pipeline.train.uncertainty import (
     INTERVAL_METRICS,
     bootstrap_intervals,
     interval_columns,
-    patient_groups,
     rate_metrics,
     with_interval,
 )
@@ -70,17 +70,6 @@ def figures(labels: np.ndarray, scores: np.ndarray, threshold: float, patients: 
 def line(what: str, metrics: dict) -> str:
     cells = " | ".join(with_interval(metrics, name) for name in INTERVAL_METRICS)
     return f"| {what} | {cells} |"
-
-
-def halves(films: LabelledFilms, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Film indices of two patient halves."""
-    groups = patient_groups(films.rows["patient_id"].astype(str).tolist())
-    order = np.random.default_rng(seed).permutation(len(groups))
-    half = len(groups) // 2
-    return (
-        np.sort(np.concatenate([groups[i] for i in order[:half]])),
-        np.sort(np.concatenate([groups[i] for i in order[half:]])),
-    )
 
 
 def main() -> None:
@@ -109,7 +98,7 @@ def main() -> None:
     print("| step | AUC | sensitivity | specificity | PPV | NPV |\n| --- |" + " --- |" * 5)
     print(line(f"default training, val threshold {champion.threshold:.3f}",
                figures(labels, scores, champion.threshold, patients)))  # fmt: skip
-    a, b = halves(films, args.seed)
+    a, b = patient_halves(films, args.seed)
     for fit, check, name in ((a, b, "A -> B"), (b, a, "B -> A")):
         threshold, _ = choose_threshold(labels[fit], scores[fit], settings.threshold)
         held = figures(labels[check], scores[check], threshold, [patients[i] for i in check])
@@ -119,33 +108,22 @@ def main() -> None:
                result.metrics))  # fmt: skip
     print(f"accepted: {result.accepted}; " + "; ".join(result.reasons))
     if args.retrain:
-        retrain_on_half(films, args.site, a, b, settings)
+        retrain_on_half(films, a, b, settings)
 
 
-def copy_films(films: LabelledFilms, site: Path, indices: np.ndarray, target: Path) -> Path:
-    """`target/{NORMAL,PNEUMONIA}/` holding the chosen films, as a site would hand them over."""
-    for name in films.rows["name"].iloc[indices]:
-        (target / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(site / name, target / name)
-    return target
-
-
-def retrain_on_half(
-    films: LabelledFilms, site: Path, a: np.ndarray, b: np.ndarray, settings: Settings
-) -> None:
+def retrain_on_half(films: LabelledFilms, a: np.ndarray, b: np.ndarray, settings: Settings) -> None:
     """Retrain on half A's films, then score the new champion on half B at its threshold."""
     from flows.monitoring import retrain_champion
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        summary = retrain_champion(
-            reason="site films, half A", labeled_path=str(copy_films(films, site, a, Path(tmp)))
-        )
+        half_a = write_films(films.subset(a), Path(tmp))
+        summary = retrain_champion(reason="site films, half A", labeled_path=str(half_a))
         print(f"retrain on half A ({len(a)} films): {time.perf_counter() - start:.0f} s, "
               f"gate passed: {summary['models']['resnet']['gate_passed']}")  # fmt: skip
     registry = Registry.from_settings(settings)
     champion = load_champion(registry, settings.home / "cache" / "bench-retrained")
-    held = LabelledFilms(films.rows.iloc[b].reset_index(drop=True), [films.data[i] for i in b])
+    held = films.subset(b)
     scores = score_films(champion, held, settings.ingest.max_pixels)
     patients = held.rows["patient_id"].astype(str).tolist()
     print(line(f"retrained v{champion.version} on half B ({len(b)} films), its threshold "

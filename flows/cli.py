@@ -42,6 +42,7 @@ PREFECT_COMMANDS = {
     "drift",
     "retrain",
     "demo-drift",
+    "demo-loop",
     "labels",
     "performance",
     "compare",
@@ -434,6 +435,34 @@ def demo_drift(
     )
     typer.echo(f"wrote {labelled} labelled washed-out films to {inbox}; checking again")
     drift_and_print(cli, True, count, None)
+
+
+@app.command("demo-loop")
+def demo_loop(
+    ctx: typer.Context,
+    films: Annotated[
+        Path, typer.Option(help="Labelled films of the site: DIR/{NORMAL,PNEUMONIA}/.")
+    ] = DEMO_DATA / "test",
+    work: Annotated[Path | None, typer.Option(help="Folder for the two batches.")] = None,
+) -> None:
+    """After `pneumo demo`: films arrive at the service (challenger in shadow), their labels
+    arrive, the performance check and a retraining follow, a second batch is compared in
+    shadow, and the champion moves only if the comparison recommends it. Exit 0 either way."""
+    from flows.demo_loop import run_demo_loop
+    from pipeline.adapters.registry import Registry, RegistryError
+    from pipeline.locks import LockTimeoutError
+    from pipeline.monitor.champion import MONITORED_MODEL
+    from pipeline.monitor.site import SiteFilmsError, read_labelled_films
+
+    cli = ctx.ensure_object(Cli)
+    settings = cli.settings
+    work = work or settings.home / "demo-loop" / time.strftime("%Y%m%dT%H%M%S")
+    with reported(SiteFilmsError, RegistryError, LockTimeoutError, TimeoutError):
+        if Registry.from_settings(settings).champion_version(MONITORED_MODEL) is None:
+            raise RegistryError(f"{MONITORED_MODEL} has no champion: run `pneumo demo` first")
+        labelled = read_labelled_films(films, settings.ingest.max_pixels)
+        with flow_process(cli):
+            run_demo_loop(settings, labelled, work, typer.echo)
 
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}

@@ -28,7 +28,7 @@ from flows.approval import wait_for_approval
 from flows.guard import champion_guard
 from flows.output import progress_bar
 from pipeline.adapters.backends import is_transient, open_store
-from pipeline.adapters.registry import Reference, Registry
+from pipeline.adapters.registry import MODEL_NAMES, Reference, Registry
 from pipeline.data.steps import (
     IngestSummary,
     LabeledSummary,
@@ -192,10 +192,13 @@ def register_task(
     context: RunContext,
     reference: Reference | None,
     settings: Settings,
+    has_champion: bool,
 ) -> Registration:
     registry = Registry.from_settings(settings)
+    # A first champion cannot wait for shadow evidence: without one there is no traffic.
+    hold = has_champion and shadow_required(settings, MODEL_NAMES[trained.kind])
     return register_model(
-        registry, trained, evaluation, decision, data, context, settings, reference
+        registry, trained, evaluation, decision, data, context, settings, reference, hold
     )
 
 
@@ -303,7 +306,7 @@ def evaluate_gate_register(
         get_run_logger().info("%s gate: %s", kind, decision.summary())
         with timed(phase, "register"):
             registered = register_task(
-                trained, evaluation, decision, data, context, reference, settings
+                trained, evaluation, decision, data, context, reference, settings, bool(champion)
             )
     before = champion.version if champion else None
     if registered.pending_approval:

@@ -57,6 +57,12 @@ class LabelledFilms:
     def labels(self) -> np.ndarray:
         return (self.rows["label"] == "PNEUMONIA").to_numpy(dtype=int)
 
+    def subset(self, indices: np.ndarray) -> LabelledFilms:
+        """The films at `indices`, in that order."""
+        return LabelledFilms(
+            self.rows.iloc[indices].reset_index(drop=True), [self.data[i] for i in indices]
+        )
+
     @property
     def manifest_id(self) -> str:
         """A digest of which films, under which labels: the same films give the same id."""
@@ -110,6 +116,27 @@ def read_labelled_films(
             "classes"
         )
     return LabelledFilms(frame, data)
+
+
+def patient_halves(films: LabelledFilms, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Film indices of two random halves of the patients (each patient's films together)."""
+    groups = patient_groups(films.rows["patient_id"].astype(str).tolist())
+    order = np.random.default_rng(seed).permutation(len(groups))
+    half = len(groups) // 2
+    return (
+        np.sort(np.concatenate([groups[i] for i in order[:half]])),
+        np.sort(np.concatenate([groups[i] for i in order[half:]])),
+    )
+
+
+def write_films(films: LabelledFilms, target: Path) -> Path:
+    """`target/{NORMAL,PNEUMONIA}/` holding the films under their names, as a site would hand
+    them over (names keep their class folder, so the label travels with each film)."""
+    for name, data in zip(films.rows["name"], films.data, strict=True):
+        path = target / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return target
 
 
 def goal_holds(metrics: dict[str, float], cfg: SiteConfig) -> bool:

@@ -137,7 +137,7 @@ class Registration:
     champion: bool
     pending_approval: bool = False  # passed its gate, waits for a person (PNEUMO_APPROVAL)
     card_uri: str = ""
-    approval: str = ""  # the person's decision, e.g. "approved by ana"
+    approval: str = ""  # the person's decision ("approved by ana"), or why the champion waits
 
 
 @dataclass

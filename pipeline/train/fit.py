@@ -19,6 +19,7 @@ from pipeline.files import write_atomic
 from pipeline.settings import IMAGENET_WEIGHTS_FILE, TrainConfig
 from pipeline.train.inputs import InputSpec, PreparedData, input_spec, make_dataset
 from pipeline.train.models import (
+    HEAD_LAYER,
     build_augmenter,
     build_cnn,
     build_resnet,
@@ -250,6 +251,15 @@ class CachedActivations:
     val: np.ndarray
     train_weight: np.ndarray | None = None  # per row, as `PreparedData.train_weight`
 
+    def row_weights(self, class_weight: dict[int, float] | None) -> np.ndarray:
+        """Each training row's weight: its own if given (class weight included), else its
+        class's, else 1."""
+        if self.train_weight is not None:
+            return self.train_weight
+        if class_weight is None:
+            return np.ones(len(self.train_labels))
+        return np.where(self.train_labels > 0.5, class_weight[1], class_weight[0])
+
     def training_set(self, inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         """(inputs, labels) or (inputs, labels, weights) for `_fit`, row-aligned with train."""
         rows = (inputs, self.train_labels)
@@ -286,6 +296,12 @@ def train_head(
     train = parts.features.predict(cached.train, batch_size=cfg.batch_size, verbose=0)
     val = parts.features.predict(cached.val, batch_size=cfg.batch_size, verbose=0)
     trained.add_phase("features", time.perf_counter() - start)
+    if cfg.resnet_head_fit == "logistic":
+        start = time.perf_counter()
+        weights = cached.row_weights(data.class_weight)
+        fit_logistic_head(parts.head, train, cached.train_labels, weights, cfg.resnet_head_c)
+        trained.add_phase("head", time.perf_counter() - start)
+        return
     compile_model(parts.head, cfg.resnet_learning_rate)
     _fit(
         parts.head,
@@ -299,6 +315,28 @@ def train_head(
         len(train),
         callbacks,
         keep_best=cfg.resnet_keep == "best",
+    )
+
+
+def fit_logistic_head(
+    head: keras.Model, features: np.ndarray, labels: np.ndarray, weights: np.ndarray, c: float
+) -> None:
+    """Solve the head exactly as an L2-regularised logistic regression on standardised
+    features, and put the solution in its Dense unit (the standardisation folded in).
+
+    The exact optimum is deterministic and needs no epochs or early stopping, which the
+    saturated val AUC could not guide; `c` is scikit-learn's C with weights scaled to mean 1.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    mean, std = features.mean(0), features.std(0) + 1e-6
+    fitted = LogisticRegression(C=c, max_iter=3000).fit(
+        (features - mean) / std, labels, sample_weight=weights / weights.mean()
+    )
+    kernel = fitted.coef_[0] / std
+    bias = fitted.intercept_[0] - kernel @ mean
+    head.get_layer(HEAD_LAYER).set_weights(
+        [kernel[:, None].astype(np.float32), np.array([bias], np.float32)]
     )
 
 

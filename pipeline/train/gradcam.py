@@ -18,7 +18,7 @@ def gradcam(model: keras.Model, image: np.ndarray) -> np.ndarray:
     The score is the logit before the sigmoid, as in the paper: the sigmoid's gradient vanishes
     for confident predictions and would blank the map. Both models end in global average
     pooling, dropout and the `pneumonia` Dense unit, so the logit is recomputed from the
-    `last_conv` map with that unit's weights. Channel weights are the spatially averaged
+    `last_conv` map with that unit's weights for it. Channel weights are the spatially averaged
     gradients; the weighted map is ReLU-ed, normalised to a peak of 1 and resized.
     """
     probe = keras.Model(model.inputs, model.get_layer(GRADCAM_LAYER).output)
@@ -28,7 +28,9 @@ def gradcam(model: keras.Model, image: np.ndarray) -> np.ndarray:
     with tf.GradientTape() as tape:
         tape.watch(features)
         pooled = tf.reduce_mean(features, axis=(1, 2))
-        logit = tf.matmul(pooled, head.kernel) + head.bias
+        # A head that also reads conv4's pooled map has those rows after the last map's: the
+        # map shows the last map's share of the logit (conv4's share does not pass through it).
+        logit = tf.matmul(pooled, head.kernel[: features.shape[-1]]) + head.bias
     grads = tape.gradient(logit, features)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))[0]

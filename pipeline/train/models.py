@@ -14,6 +14,10 @@ from pipeline.settings import AugmentConfig, TrainConfig
 GRADCAM_LAYER = "last_conv"
 BASE_LAYER = "resnet50_base"
 HEAD_LAYER = "pneumonia"
+# The pooled features the head reads (drift and the shadow tests read them as the embedding).
+POOL_LAYER = "pool"
+# ResNet50's conv4 output, pooled beside conv5's when `resnet_head_features` asks for it.
+CONV4_OUT = "conv4_block6_out"
 # ResNet50's "caffe" preprocessing: BGR means. The input is gray replicated to three channels, so
 # channel order cannot matter and the plain means suffice.
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -42,14 +46,21 @@ def normalise_intensity(inputs: keras.KerasTensor, mode: str) -> keras.KerasTens
     return inputs
 
 
-def _head(features: keras.KerasTensor, prior: float, dropout: float) -> keras.KerasTensor:
-    """Pool, dropout, one sigmoid unit starting at the class prior.
+def pool_maps(maps: list[keras.KerasTensor]) -> keras.KerasTensor:
+    """Global average pooling of each feature map, side by side (the last stage's first)."""
+    pooled = [keras.layers.GlobalAveragePooling2D()(m) for m in maps]
+    if len(pooled) == 1:
+        return keras.layers.Identity(name=POOL_LAYER)(pooled[0])
+    return keras.layers.Concatenate(name=POOL_LAYER)(pooled)
+
+
+def _head(pooled: keras.KerasTensor, prior: float, dropout: float) -> keras.KerasTensor:
+    """Dropout, one sigmoid unit starting at the class prior.
 
     A zero kernel and a log-odds bias make an untrained model predict the training prevalence
     for every image instead of noise: a well-defined baseline (AUC exactly 0.5).
     """
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
     prior = min(max(prior, 1e-3), 1 - 1e-3)
     return keras.layers.Dense(
         1,
@@ -83,7 +94,7 @@ def build_cnn(cfg: TrainConfig, prior: float = 0.5) -> keras.Model:
         x = keras.layers.Activation("relu", name=GRADCAM_LAYER if last else None)(x)
         if not last:
             x = keras.layers.Dropout(0.1 * (block + 1))(x)
-    return keras.Model(inputs, _head(x, prior, 0.4), name="pneumonia_cnn")
+    return keras.Model(inputs, _head(pool_maps([x]), prior, 0.4), name="pneumonia_cnn")
 
 
 def build_resnet(cfg: TrainConfig, weights: str | None, prior: float = 0.5) -> keras.Model:
@@ -91,6 +102,8 @@ def build_resnet(cfg: TrainConfig, weights: str | None, prior: float = 0.5) -> k
 
     With pretrained weights the base runs in inference mode (`training=False`), so its
     BatchNormalization statistics stay those it was trained with, also after unfreezing.
+    With `resnet_head_features` "conv4+conv5" the base also outputs conv4's map, and the head
+    reads both pooled: mid-level features transferred better to the site's films.
     """
     size = cfg.image_size
     inputs = keras.Input((size, size, 1), name="image")
@@ -98,17 +111,22 @@ def build_resnet(cfg: TrainConfig, weights: str | None, prior: float = 0.5) -> k
     rgb = keras.layers.Concatenate(name="gray_to_rgb")([gray, gray, gray])
     offsets = [-m for m in IMAGENET_BGR_MEAN]
     x = keras.layers.Rescaling(1.0, offset=offsets, name="imagenet_centre")(rgb)
-    base = keras.applications.ResNet50(
+    resnet = keras.applications.ResNet50(
         include_top=False, weights=weights, input_shape=(size, size, 3)
     )
-    base.name = BASE_LAYER
+    outputs = [resnet.output]
+    if cfg.resnet_head_features == "conv4+conv5":
+        outputs.append(resnet.get_layer(CONV4_OUT).output)
+    base = keras.Model(resnet.inputs, outputs, name=BASE_LAYER)
     pretrained = weights is not None
     base.trainable = not pretrained
-    features = base(x, training=False) if pretrained else base(x)
+    result = base(x, training=False) if pretrained else base(x)
+    maps = result if isinstance(result, list | tuple) else [result]
     # An identity layer in the outer graph: a nested model's `.output` is its inner tensor,
     # which Grad-CAM cannot connect to the outer input.
-    features = keras.layers.Identity(name=GRADCAM_LAYER)(features)
-    return keras.Model(inputs, _head(features, prior, 0.3), name="pneumonia_resnet")
+    last = keras.layers.Identity(name=GRADCAM_LAYER)(maps[0])
+    pooled = pool_maps([last, *maps[1:]])
+    return keras.Model(inputs, _head(pooled, prior, 0.3), name="pneumonia_resnet")
 
 
 def unfreeze_top(model: keras.Model, layers: int) -> int:

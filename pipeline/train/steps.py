@@ -144,9 +144,11 @@ def register_model(
     context: RunContext,
     settings: Settings,
     reference: Reference | None = None,
+    hold_for_shadow: bool = False,
 ) -> Registration:
     """Log and register the model with its model card; `champion` moves to it, last, only if
-    its gate passed and no person must approve it first (then it stays `challenger`).
+    its gate passed, no person must approve it first and it is not `hold_for_shadow` (then it
+    stays `challenger`: shadow evidence must recommend it first).
 
     The caller holds the champion lock from re-scoring the champion to here, so the champion
     the gate compared against is still the champion when it is replaced.
@@ -158,10 +160,16 @@ def register_model(
     run_id, version = registry.log_candidate(candidate, model, reference, checkpoint)
     pending = decision.passed and settings.approval == "required"
     registered = Registration(MODEL_NAMES[trained.kind], version, run_id, False, pending)
+    hold = decision.passed and not pending and hold_for_shadow
     if not decision.passed:
         approval = {"status": "not asked: the gate failed"}
     elif pending:
         approval = {"status": f"{PENDING}: waits for a person (PNEUMO_APPROVAL=required)"}
+    elif hold:
+        approval = {
+            "status": "held as challenger: shadow evidence must recommend it "
+            "(PNEUMO_PROMOTION__REQUIRE_SHADOW_EVIDENCE; `pneumo compare`, then `pneumo promote`)"
+        }
     else:
         approval = {"status": "not required (PNEUMO_APPROVAL=auto): champion on passing the gate"}
     card = collect_card(
@@ -172,7 +180,10 @@ def register_model(
     registry.set_description(
         registered.model, version, f"{candidate.description} Model card: {card_uri}"
     )
-    if decision.passed and not pending:
+    if hold:  # on the version too, where the registry UI and `pneumo promote` users look
+        registry.set_version_tags(registered.model, version, {"promotion": approval["status"]})
+        registered = replace(registered, approval=approval["status"])
+    if decision.passed and not pending and not hold:
         checkpoint("register:before-champion")
         registry.move_champion(registered.model, version, f"gate passed in run {run_id}")
         registered = replace(registered, champion=True)

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.train.inputs import AUTOTUNE, image_batches, input_spec
-from pipeline.train.models import BASE_LAYER, HEAD_LAYER
+from pipeline.train.models import BASE_LAYER, CONV4_OUT, HEAD_LAYER, pool_maps
 
 # The output layer of every residual block of Keras' ResNet50, bottom to top.
 RESNET_BLOCKS = tuple(
@@ -56,10 +56,21 @@ class ResNetParts:
 
 
 def split_resnet(model: keras.Model, unfrozen_blocks: int) -> ResNetParts:
-    """Cut a model built by `build_resnet` below its top `unfrozen_blocks` residual blocks."""
+    """Cut a model built by `build_resnet` below its top `unfrozen_blocks` residual blocks.
+
+    A base that also outputs conv4's map (head features "conv4+conv5") needs the cut at or below
+    that map, so that the cached activations yield it.
+    """
     base = model.get_layer(BASE_LAYER)
     cut = base.get_layer(cut_layer(unfrozen_blocks))
     above_cut = len(base.layers) - 1 - base.layers.index(cut)
+    maps = list(base.outputs)
+    if len(maps) > 1 and unfrozen_blocks < RESNET_BLOCKS[::-1].index(CONV4_OUT):
+        raise ValueError(
+            f"the head reads conv4's pooled map, which lies below a cut under the top "
+            f"{unfrozen_blocks} blocks: unfreeze at least {RESNET_BLOCKS[::-1].index(CONV4_OUT)} "
+            "blocks, or use resnet_head_features conv5"
+        )
     image = model.inputs[0]
     centred = model.get_layer("imagenet_centre").output
     below = keras.Model(base.inputs, cut.output, name="resnet_bottom")
@@ -67,11 +78,15 @@ def split_resnet(model: keras.Model, unfrozen_blocks: int) -> ResNetParts:
 
     activations = keras.Input(cut.output.shape[1:], name="activations")
     if above_cut:
-        upper = keras.Model(cut.output, base.output, name="resnet_top")
-        mapped = upper(activations, training=False)
+        # A map that is the cut itself is the cached activations, not an output of the top.
+        upper_maps = [m for m in maps if m is not cut.output]
+        upper = keras.Model(cut.output, upper_maps, name="resnet_top")
+        result = upper(activations, training=False)
+        mapped = iter(result if isinstance(result, list | tuple) else [result])
+        outputs = [activations if m is cut.output else next(mapped) for m in maps]
     else:
-        mapped = activations
-    pooled = model.get_layer("pool")(mapped)
+        outputs = [activations]
+    pooled = pool_maps(outputs)
     features = keras.Model(activations, pooled, name="features")
     head_input = keras.Input(pooled.shape[1:], name="pooled")
     head = keras.Model(head_input, _apply_head(model, head_input), name="head")

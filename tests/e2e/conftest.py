@@ -17,11 +17,11 @@ import pytest
 from tests.conftest import FAST_TRAINING, OPEN_GATES, SHARED_WEIGHTS, tiny_subset
 from tests.e2e.cli import cli_env, pneumo
 
-# The ResNet as users get it: ImageNet weights (the shared file), frozen phase, then the top block.
+# The ResNet as users get it: ImageNet weights (the shared file), exact head, then conv5 fine-tuned.
 PRETRAINED = {
     "PNEUMO_TRAIN__RESNET_WEIGHTS": str(SHARED_WEIGHTS),
     "PNEUMO_TRAIN__RESNET_FINETUNE_EPOCHS": "1",
-    "PNEUMO_TRAIN__RESNET_UNFREEZE_BLOCKS": "1",
+    "PNEUMO_TRAIN__RESNET_UNFREEZE_BLOCKS": "3",
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 from pipeline.settings import TrainConfig
 from pipeline.train.fit import train_resnet
 from pipeline.train.inputs import PreparedData, SplitData, predict_files
-from pipeline.train.models import BASE_LAYER, build_augmenter, build_resnet
+from pipeline.train.models import BASE_LAYER, HEAD_LAYER, build_augmenter, build_resnet
 from pipeline.train.transfer import compute_activations, cut_layer, split_resnet
 from tests.conftest import SAMPLE, SHARED_WEIGHTS
 
@@ -19,9 +19,11 @@ CFG = TrainConfig(
     image_size=64,
     batch_size=8,
     resnet_weights=str(SHARED_WEIGHTS),
+    resnet_head_fit="adam",
     resnet_head_epochs=2,
     resnet_finetune_epochs=1,
     resnet_unfreeze_blocks=1,
+    resnet_head_features="conv5",
     resnet_feature_views=2,
     patience=5,
 )
@@ -108,3 +110,39 @@ def test_augmented_views_follow_the_originals(data: PreparedData) -> None:
     assert views.shape == (9, *plain.shape[1:])
     np.testing.assert_allclose(views[:3], plain, atol=1e-5)
     assert not np.allclose(views[3:6], plain, atol=1e-3)
+
+
+def test_the_default_head_is_the_exact_logistic_solution_on_conv4_and_conv5(
+    data: PreparedData,
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    cfg = TrainConfig(
+        image_size=64, batch_size=8, resnet_weights=str(SHARED_WEIGHTS), resnet_finetune_epochs=0
+    )
+    assert (cfg.resnet_head_fit, cfg.resnet_head_features) == ("logistic", "conv4+conv5")
+    trained = train_resnet(data, cfg, str(SHARED_WEIGHTS))
+    assert "head" in trained.phases and "fine_tune" not in trained.phases
+
+    parts = split_resnet(trained.model, cfg.resnet_unfreeze_blocks)
+    views = len(cfg.resnet_view_crops) + 1
+    train = parts.features.predict(
+        compute_activations(parts.bottom, data.train.paths, 4, crops=cfg.resnet_view_crops),
+        verbose=0,
+    )
+    assert train.shape == (views * len(data.train.paths), 1024 + 2048)
+    # The folded Dense unit gives scikit-learn's own probabilities on standardised features.
+    mean, std = train.mean(0), train.std(0) + 1e-6
+    labels = np.tile(data.train.labels, views)
+    reference = LogisticRegression(C=cfg.resnet_head_c, max_iter=3000).fit(
+        (train - mean) / std, labels
+    )
+    test = parts.features.predict(compute_activations(parts.bottom, data.test.paths, 4), verbose=0)
+    full = predict_files(trained.model, data.test.paths, batch_size=4)
+    np.testing.assert_allclose(full, reference.predict_proba((test - mean) / std)[:, 1], atol=1e-4)
+    assert np.abs(trained.model.get_layer(HEAD_LAYER).get_weights()[0]).max() > 0
+
+
+def test_a_conv4_head_above_the_cut_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="resnet_unfreeze_blocks >= 3"):
+        TrainConfig(resnet_head_features="conv4+conv5", resnet_unfreeze_blocks=1)
