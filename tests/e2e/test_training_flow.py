@@ -31,6 +31,9 @@ def worse_run(trained: Trained, registry) -> tuple[dict, dict[str, str]]:
         for key, value in {
             **trained.env,
             "PNEUMO_TRAIN__CNN_EPOCHS": "0",
+            # The epoch-trained head, so that no epoch leaves it at the prior (the exact
+            # logistic head has no epochs).
+            "PNEUMO_TRAIN__RESNET_HEAD_FIT": "adam",
             "PNEUMO_TRAIN__RESNET_HEAD_EPOCHS": "0",
             "PNEUMO_TRAIN__RESNET_FINETUNE_EPOCHS": "0",
             "PNEUMO_GATES__MIN_SCORE_RANGE": "0.02",
