@@ -125,7 +125,8 @@ def run_demo_loop(settings: Settings, films: LabelledFilms, work: Path, echo: Ec
 
     # The flows read their settings from the environment: this run requires shadow evidence.
     os.environ[SHADOW_EVIDENCE] = "true"
-    settings = settings.model_copy(update={"promotion": {"require_shadow_evidence": True}})
+    strict = settings.promotion.model_copy(update={"require_shadow_evidence": True})
+    settings = settings.model_copy(update={"promotion": strict})
     (first, first_films), (second, second_films) = split_batches(films, work, seed=0)
     echo(f"first batch: {counts(first_films)}; second batch: {counts(second_films)} (by patient)")
 
