@@ -96,7 +96,7 @@ def main() -> None:
         f"{len(labels)} site films scored in {time.perf_counter() - start:.1f} s"
     )
     print("| step | AUC | sensitivity | specificity | PPV | NPV |\n| --- |" + " --- |" * 5)
-    print(line(f"default training, val threshold {champion.threshold:.3f}",
+    print(line(f"default training, served threshold {champion.threshold:.3f}",
                figures(labels, scores, champion.threshold, patients)))  # fmt: skip
     a, b = patient_halves(films, args.seed)
     for fit, check, name in ((a, b, "A -> B"), (b, a, "B -> A")):
@@ -112,23 +112,27 @@ def main() -> None:
 
 
 def retrain_on_half(films: LabelledFilms, a: np.ndarray, b: np.ndarray, settings: Settings) -> None:
-    """Retrain on half A's films, then score the new champion on half B at its threshold."""
+    """Retrain on half A's films, then score the retrained version (gate passed or not) and the
+    champion on half B, each at its own threshold."""
     from flows.monitoring import retrain_champion
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         half_a = write_films(films.subset(a), Path(tmp))
         summary = retrain_champion(reason="site films, half A", labeled_path=str(half_a))
+        resnet = summary["models"]["resnet"]
+        gate = "; ".join(resnet["gate_reasons"])
         print(f"retrain on half A ({len(a)} films): {time.perf_counter() - start:.0f} s, "
-              f"gate passed: {summary['models']['resnet']['gate_passed']}")  # fmt: skip
+              f"phases {resnet['train_phases']}; gate: {gate}")  # fmt: skip
     registry = Registry.from_settings(settings)
-    champion = load_champion(registry, settings.home / "cache" / "bench-retrained")
     held = films.subset(b)
-    scores = score_films(champion, held, settings.ingest.max_pixels)
     patients = held.rows["patient_id"].astype(str).tolist()
-    print(line(f"retrained v{champion.version} on half B ({len(b)} films), its threshold "
-               f"{champion.threshold:.3f}", figures(held.labels, scores, champion.threshold,
-                                                    patients)))  # fmt: skip
+    for version, role in ((str(resnet["version"]), "retrained"), (None, "champion")):
+        model = load_champion(registry, settings.home / "cache" / f"bench-{role}", version=version)
+        scores = score_films(model, held, settings.ingest.max_pixels)
+        print(line(f"{role} v{model.version} on half B ({len(b)} films), its threshold "
+                   f"{model.threshold:.3f}", figures(held.labels, scores, model.threshold,
+                                                     patients)))  # fmt: skip
 
 
 if __name__ == "__main__":

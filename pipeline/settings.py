@@ -326,6 +326,10 @@ class Settings(BaseSettings):
     # default to required (compose, `pneumo deploy`); the embedded demo keeps auto.
     approval: Literal["auto", "required"] = "auto"
     approval_timeout_seconds: int = Field(3 * 24 * 3600, ge=1, description="then: rejected")
+    # Retraining warm-starts from the champion: "refit" solves its head again (as
+    # training.resnet_head_fit) on its own features of train and the labelled local films,
+    # then `retrain_epochs` fine-tune the top blocks; "keep" only fine-tunes.
+    retrain_head: Literal["refit", "keep"] = "refit"
     retrain_epochs: int = Field(2, ge=0, description="fine-tuning epochs when retraining")
     # Registration and promotion wait this long for another command that is moving `champion`.
     lock_timeout_s: float = Field(900.0, gt=0)

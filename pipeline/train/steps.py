@@ -97,7 +97,9 @@ def fine_tune_champion(
     # The champion's own origin too: "which weights does it have" must stay answerable.
     origin = current.tags.get("weights_source", "not recorded")
     source = f"{name} v{version} ({origin})"
-    return fine_tune(model, source, data, settings.training, settings.retrain_epochs), version
+    refit = settings.retrain_head == "refit"
+    epochs = settings.retrain_epochs
+    return fine_tune(model, source, data, settings.training, epochs, refit_head=refit), version
 
 
 def evaluate_model(

@@ -110,7 +110,8 @@ def test_worse_retrained_model_does_not_take_the_champion_alias(
 
     before = champion_of(registry, RESNET)
 
-    def prior_only(model, source, data, cfg, epochs):  # a zero-kernel head: one constant score
+    # A zero-kernel head: one constant score.
+    def prior_only(model, source, data, cfg, epochs, refit_head):
         size = int(model.inputs[0].shape[1])
         worse = build_resnet(
             cfg.model_copy(update={"image_size": size}), None, float(data.train.labels.mean())

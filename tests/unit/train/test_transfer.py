@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 
 from pipeline.settings import TrainConfig
-from pipeline.train.fit import train_resnet
+from pipeline.train.fit import fine_tune, train_resnet
 from pipeline.train.inputs import PreparedData, SplitData, predict_files
 from pipeline.train.models import BASE_LAYER, HEAD_LAYER, build_augmenter, build_resnet
 from pipeline.train.transfer import compute_activations, cut_layer, split_resnet
@@ -146,3 +148,44 @@ def test_the_default_head_is_the_exact_logistic_solution_on_conv4_and_conv5(
 def test_a_conv4_head_above_the_cut_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="resnet_unfreeze_blocks >= 3"):
         TrainConfig(resnet_head_features="conv4+conv5", resnet_unfreeze_blocks=1)
+
+
+def test_a_warm_start_refits_the_head_with_each_rows_weight(data: PreparedData) -> None:
+    """Retraining solves the champion's head again on its own features, local films weighted
+    as the training data says; with `refit_head` off the head is left as it was."""
+    from sklearn.linear_model import LogisticRegression
+
+    cfg = TrainConfig(
+        image_size=64, batch_size=8, resnet_weights=str(SHARED_WEIGHTS), resnet_finetune_epochs=0
+    )
+    champion = train_resnet(data, cfg, str(SHARED_WEIGHTS)).model
+    before = champion.get_layer(HEAD_LAYER).get_weights()[0].copy()
+    # The first film of each class weighs as the local films of a retrain would.
+    weight = np.ones(len(data.train.labels), np.float32)
+    weight[[0, len(weight) // 2]] = 20.0
+    local = dataclasses.replace(data, train_weight=weight)
+
+    kept = fine_tune(champion, "v1", local, cfg, 0, refit_head=False)
+    assert "head" not in kept.phases
+    np.testing.assert_array_equal(kept.model.get_layer(HEAD_LAYER).get_weights()[0], before)
+    refitted = fine_tune(champion, "v1", local, cfg, 0)
+    assert "head" in refitted.phases
+
+    parts = split_resnet(refitted.model, cfg.resnet_unfreeze_blocks)
+    views = len(cfg.resnet_view_crops) + 1
+    train = parts.features.predict(
+        compute_activations(parts.bottom, data.train.paths, 4, crops=cfg.resnet_view_crops),
+        verbose=0,
+    )
+    mean, std = train.mean(0), train.std(0) + 1e-6
+    rows = np.tile(weight, views)
+    reference = LogisticRegression(C=cfg.resnet_head_c, max_iter=3000).fit(
+        (train - mean) / std, np.tile(data.train.labels, views), sample_weight=rows / rows.mean()
+    )
+    np.testing.assert_allclose(
+        refitted.model.get_layer(HEAD_LAYER).get_weights()[0].ravel(),
+        reference.coef_[0] / std,
+        rtol=1e-3,
+        atol=1e-6,
+    )
+    assert not np.allclose(refitted.model.get_layer(HEAD_LAYER).get_weights()[0], before)
