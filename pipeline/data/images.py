@@ -16,6 +16,9 @@ from PIL import Image, UnidentifiedImageError
 from pipeline.data.dicom import is_dicom
 
 ACCEPTED_MODES = frozenset({"L", "RGB"})
+# With an alpha band: accepted when it is fully opaque (an export that added alpha changes
+# nothing a reader sees), read as the gray or RGB bands beside it; the value is how many.
+ALPHA_MODES = {"LA": 1, "RGBA": 3}
 # Formats are told by their first bytes, never by the file name: a JPEG called `blob` or
 # `film.jfif` is a JPEG, and a DICOM file called `film.png` is not a PNG.
 MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
@@ -97,11 +100,29 @@ def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
         mean, std = _pixel_stats(image)
     except (OSError, ValueError, SyntaxError) as exc:
         return ImageInfo(decodable=False, issue=f"truncated or corrupt image data: {exc}", **header)
-    issue = None
-    if mode not in ACCEPTED_MODES:
-        issue = f"unsupported mode {mode!r} ({header['bit_depth']}-bit, {header['channels']} bands)"
-        issue += "; expected 8-bit L or RGB"
-    return ImageInfo(True, issue, mean=mean, std=std, **header)
+    return ImageInfo(True, mode_issue(image, header), mean=mean, std=std, **header)
+
+
+def mode_issue(image: Image.Image, header: dict) -> str | None:
+    """Why a decoded image's mode is refused, or None: 8-bit L or RGB, or either with a fully
+    opaque alpha band. Real transparency is refused: what it hides depends on the background
+    a viewer draws, so the pixels alone are not the film a reader saw."""
+    mode = image.mode
+    if mode in ACCEPTED_MODES:
+        return None
+    if mode in ALPHA_MODES:
+        alpha = np.asarray(image.getchannel("A"))
+        if alpha.min() == 255:
+            return None
+        share = float((alpha < 255).mean())
+        return (
+            f"translucent {mode} image: {share:.1%} of pixels have alpha below 255 (lowest "
+            f"{int(alpha.min())}); an X-ray exported with an opaque alpha band is accepted"
+        )
+    return (
+        f"unsupported mode {mode!r} ({header['bit_depth']}-bit, {header['channels']} bands); "
+        "expected 8-bit L or RGB"
+    )
 
 
 def _pixel_stats(image: Image.Image) -> tuple[float, float]:
@@ -113,6 +134,6 @@ def _pixel_stats(image: Image.Image) -> tuple[float, float]:
         pixels = pixels * (255.0 / 65535.0)
     elif image.mode == "1":
         pixels = pixels * 255.0
-    if pixels.ndim == 3:
-        pixels = pixels[..., :3].mean(axis=-1)
+    if pixels.ndim == 3:  # the colour bands only: never alpha
+        pixels = pixels[..., : ALPHA_MODES.get(image.mode, 3)].mean(axis=-1)
     return float(pixels.mean()), float(pixels.std())

@@ -127,6 +127,16 @@ def test_explain_output_is_bounded_whatever_the_upload(client) -> None:
     assert np.asarray(raw.json()["heatmap"]).shape == (side, side)
 
 
+def with_alpha(data: bytes, alpha: int | None) -> bytes:
+    """The film as an RGB PNG, or RGBA with `alpha` everywhere in its alpha band."""
+    film = Image.open(io.BytesIO(data)).convert("RGB")
+    if alpha is not None:
+        film.putalpha(alpha)
+    out = io.BytesIO()
+    film.save(out, "PNG")
+    return out.getvalue()
+
+
 def bad_uploads() -> dict[str, tuple[bytes, int, str]]:
     good = IMAGES[0].read_bytes()
     bomb, sixteen = io.BytesIO(), io.BytesIO()
@@ -138,6 +148,7 @@ def bad_uploads() -> dict[str, tuple[bytes, int, str]]:
         "truncated": (good[: len(good) // 3], 422, "truncated or corrupt image data"),
         "bomb": (bomb.getvalue(), 422, "decompression bomb"),
         "sixteen-bit": (sixteen.getvalue(), 422, "unsupported mode 'I;16'"),
+        "translucent": (with_alpha(good, 128), 422, "translucent RGBA image: 100.0% of pixels"),
         "dicom": (b"\0" * 128 + b"DICM" + b"\0" * 64, 422, "DICOM: a DICOM file without pixel"),
         "bad-crc": (bad_crc_png(), 422, "not decodable by the model's decoder: Invalid PNG"),
         "too-large": (good + b"\0" * 3_000_000, 413, "over the 3000000-byte limit"),
@@ -152,6 +163,16 @@ def test_bad_input_gets_a_4xx_naming_the_problem(client, kind: str, route: str) 
     assert response.status_code == status
     assert says in response.json()["error"] and response.json()["image"] == f"{kind}.jpeg"
     assert client.get("/health").status_code == 200
+
+
+def test_a_film_exported_with_an_opaque_alpha_band_is_scored_as_the_film(client) -> None:
+    scored = {}
+    for alpha in (None, 255):
+        film = with_alpha(IMAGES[0].read_bytes(), alpha)
+        response = client.post("/predict", files={"file": ("film.png", film)})
+        assert response.status_code == 200, response.text
+        scored[alpha] = response.json()["predictions"][0]["probability"]
+    assert scored[255] == pytest.approx(scored[None], abs=1e-6)
 
 
 @pytest.mark.parametrize("name", ["blob", "film.jfif", "film.dcm"])

@@ -1,10 +1,12 @@
 import io
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from pipeline.data.images import inspect_image
-from tests.conftest import image_bytes
+from pipeline.train.inputs import InputSpec, prepare_image
+from tests.conftest import SAMPLE, image_bytes
 
 LIMIT = 10_000_000
 
@@ -63,7 +65,7 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
 
 @pytest.mark.parametrize(
     ("mode", "fmt", "bits", "bands"),
-    [("I;16", "PNG", 16, 1), ("RGBA", "PNG", 8, 4), ("CMYK", "JPEG", 8, 4)],
+    [("I;16", "PNG", 16, 1), ("P", "PNG", 8, 1), ("CMYK", "JPEG", 8, 4)],
 )
 def test_unexpected_modes_are_flagged_but_decodable(
     mode: str, fmt: str, bits: int, bands: int
@@ -75,3 +77,39 @@ def test_unexpected_modes_are_flagged_but_decodable(
         == f"unsupported mode {mode!r} ({bits}-bit, {bands} bands); expected 8-bit L or RGB"
     )
     assert info.bit_depth == bits
+
+
+def film_with_alpha(mode: str, alpha: np.ndarray) -> tuple[bytes, bytes]:
+    """(the sample film as a plain PNG, the same film in `mode` with `alpha` as its alpha band)."""
+    gray = Image.open(sorted((SAMPLE / "train" / "NORMAL").iterdir())[0]).convert("L")
+    gray = gray.resize((64, 48))
+    plain, banded = io.BytesIO(), io.BytesIO()
+    gray.save(plain, "PNG")
+    film = gray.convert(mode.removesuffix("A") or "L")
+    film.putalpha(Image.fromarray(alpha))
+    assert film.mode == mode
+    film.save(banded, "PNG")
+    return plain.getvalue(), banded.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGBA"])
+def test_an_opaque_alpha_band_is_read_as_the_film_beneath(mode: str) -> None:
+    plain, banded = film_with_alpha(mode, np.full((48, 64), 255, np.uint8))
+    info, reference = inspect_image(banded, LIMIT), inspect_image(plain, LIMIT)
+    assert info.decodable and info.issue is None and info.mode == mode
+    assert (info.mean, info.std) == pytest.approx((reference.mean, reference.std))
+    for spec in (InputSpec(32, 1), InputSpec(32, 3)):  # what both models are given
+        np.testing.assert_array_equal(prepare_image(banded, spec), prepare_image(plain, spec))
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGBA"])
+def test_real_transparency_is_refused_with_how_much(mode: str) -> None:
+    alpha = np.full((48, 64), 255, np.uint8)
+    alpha[:12] = 0  # the top quarter see-through
+    _, banded = film_with_alpha(mode, alpha)
+    info = inspect_image(banded, LIMIT)
+    assert info.decodable
+    assert info.issue == (
+        f"translucent {mode} image: 25.0% of pixels have alpha below 255 (lowest 0); "
+        "an X-ray exported with an opaque alpha band is accepted"
+    )
