@@ -783,6 +783,15 @@ def compare(
     days: Annotated[
         int | None, typer.Option(help="Only shadow traffic of the last D days.", min=1)
     ] = None,
+    films: Annotated[
+        Path | None,
+        typer.Option(
+            help="A folder holding the traffic's films: each listed disagreement found there "
+            "gets both models' Grad-CAM, side by side, in the store.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Challenger against champion on shadow traffic (`pneumo serve --shadow`): agreement, the
     films they disagree on, and with labels a paired comparison and a recommendation."""
@@ -791,7 +800,7 @@ def compare(
 
     cli = ctx.ensure_object(Cli)
     with flow_process(cli), reported(RegistryError):
-        summary = compare_shadow(days=days)
+        summary = compare_shadow(days=days, films=str(films) if films else None)
     for line in output.comparison_lines(summary):
         typer.echo(line)
 

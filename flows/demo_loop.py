@@ -146,7 +146,7 @@ def run_demo_loop(settings: Settings, films: LabelledFilms, work: Path, echo: Ec
     send_films(settings, second_films, echo)
     output.print_labels_added(add_labels(str(second), trigger="none"))
     echo("\n4. the comparison on the second batch (films neither model trained on)")
-    comparison = compare_shadow()
+    comparison = compare_shadow(films=str(second))  # Grad-CAMs of the films they disagree on
     for line in output.comparison_lines(comparison):
         echo(line)
     return promote_on_evidence(settings, comparison, echo)

@@ -13,6 +13,7 @@ performance deployment's trigger listens for.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger
@@ -209,10 +210,12 @@ def performance_check(
 
 
 @flow(name="compare-shadow", log_prints=True)
-def compare_shadow(days: int | None = None) -> dict:
+def compare_shadow(days: int | None = None, films: str | None = None) -> dict:
     """Champion against challenger on the shadow traffic (`pneumo serve --shadow`): agreement,
-    and with labels the paired comparison and a recommendation; stored for `pneumo promote`."""
-    summary = compare_task(windowed(flow_settings(), days)).summary()
+    and with labels the paired comparison and a recommendation; stored for `pneumo promote`.
+    `films`: a folder of the traffic's films, for the disagreements' Grad-CAMs."""
+    folder = Path(films) if films else None
+    summary = compare_task(windowed(flow_settings(), days), folder).summary()
     lines = comparison_lines(summary)
     create_markdown_artifact(
         key="shadow-comparison",

@@ -264,6 +264,7 @@ def comparison_lines(summary: dict) -> list[str]:
         f"  differ: {d['image']} ({d['sha256'][:12]}): champion {d['champion']['label']} "
         f"{d['champion']['probability']:.3f}, challenger {d['challenger']['label']} "
         f"{d['challenger']['probability']:.3f}"
+        + (f"; Grad-CAM {d['gradcam']}" if "gradcam" in d else "")
         for d in summary["listed"][:10]
     ]
     counts = summary["labelled"]

@@ -253,8 +253,9 @@ def performance_task(settings: Settings, version: str | None) -> PerformanceChec
 
 
 @step("compare-shadow", IO)
-def compare_task(settings: Settings) -> ShadowComparison:
-    return run_shadow_comparison(open_store(settings), Registry.from_settings(settings), settings)
+def compare_task(settings: Settings, films: Path | None = None) -> ShadowComparison:
+    registry = Registry.from_settings(settings)
+    return run_shadow_comparison(open_store(settings), registry, settings, films=films)
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,20 @@ labelled films of either class, since the interval would then mean little.
 
 from __future__ import annotations
 
+import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipeline.adapters.registry import CHALLENGER, CHAMPION, Registry
-from pipeline.adapters.storage import ObjectNotFoundError, ObjectStore
+from pipeline.adapters.storage import ObjectNotFoundError, ObjectStore, sha256_hex
+from pipeline.data.dicom import DicomError, image_pixels
+from pipeline.files import listed_entries, read_listed
 from pipeline.monitor.champion import MONITORED_MODEL
 from pipeline.monitor.inference_log import read_inference_log
 from pipeline.monitor.labels import join_labels, read_labels
@@ -32,6 +36,7 @@ from pipeline.train.uncertainty import compare_auc, rate_metrics
 LAST_COMPARE_KEY = "reports/shadow/last-compare.json"
 PROMOTE, KEEP, NOT_ENOUGH = "promote", "keep", "not enough evidence"
 MAX_LISTED = 50  # disagreements listed in the summary (all are counted)
+GRADCAM_PREFIX = "reports/shadow/gradcam"
 
 
 @dataclass(frozen=True)
@@ -201,6 +206,61 @@ def compare_shadow(
         rates=rates, recommendation=recommendation, reasons=reasons, checked_at=stamp,
         days=cfg.days,
     )  # fmt: skip
+
+
+def find_films(folder: Path, digests: set[str], max_pixels: int) -> dict[str, bytes]:
+    """The films under `folder` whose content digest (as the inference log records it: a
+    DICOM film's rendered pixels, anything else its bytes) is in `digests`, as the model reads
+    them. Entries that cannot be read or rendered are passed over: they only go unshown."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"films {folder}: no such folder")
+    found: dict[str, bytes] = {}
+    for path in listed_entries(folder):
+        data, _ = read_listed(path)
+        try:
+            pixels = image_pixels(data, max_pixels) if data else None
+        except DicomError:
+            continue
+        digest = sha256_hex(pixels) if pixels else None
+        if digest in digests:
+            found[digest] = pixels
+    return found
+
+
+def explain_disagreements(
+    comparison: ShadowComparison,
+    films: dict[str, bytes],
+    models: dict[str, Any],
+    store: ObjectStore,
+    max_side: int = 512,
+) -> ShadowComparison:
+    """The comparison with a Grad-CAM for each listed disagreement whose film is in `films`:
+    the champion's overlay beside the challenger's, one PNG in the store, its URI under the
+    film's `gradcam`. Where two models label a film differently, a reviewer wants to see what
+    each one looked at."""
+    from PIL import Image
+
+    from pipeline.train.gradcam import gradcam, overlay_film
+    from pipeline.train.inputs import input_spec, prepare_image
+
+    listed = []
+    for item in comparison.listed:
+        data = films.get(item["sha256"])
+        if data is not None:
+            panels = [
+                overlay_film(data, gradcam(model, prepare_image(data, input_spec(model))), max_side)
+                for model in (models[CHAMPION], models[CHALLENGER])
+            ]
+            buffer = io.BytesIO()
+            Image.fromarray(np.concatenate(panels, axis=1)).save(buffer, "PNG")
+            key = (
+                f"{GRADCAM_PREFIX}/{item['sha256'][:16]}-v{comparison.champion}"
+                f"-v{comparison.challenger}.png"
+            )
+            store.put(key, buffer.getvalue(), overwrite=True)
+            item = {**item, "gradcam": store.uri(key)}
+        listed.append(item)
+    return replace(comparison, listed=listed)
 
 
 def labelled_pairs(pairs: pd.DataFrame, store: ObjectStore) -> pd.DataFrame:

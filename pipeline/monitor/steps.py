@@ -16,13 +16,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.adapters.registry import Reference, Registry, RegistryError
+from pipeline.adapters.registry import CHALLENGER, CHAMPION, Reference, Registry, RegistryError
 from pipeline.adapters.storage import ObjectStore
 from pipeline.data.steps import patient_secret
 from pipeline.files import atomic_path
 from pipeline.monitor.batch import predict_batch, read_images
-from pipeline.monitor.champion import Champion, load_champion
-from pipeline.monitor.compare import ShadowComparison, compare_shadow, store_comparison
+from pipeline.monitor.champion import MONITORED_MODEL, Champion, load_champion
+from pipeline.monitor.compare import (
+    ShadowComparison,
+    compare_shadow,
+    explain_disagreements,
+    find_films,
+    store_comparison,
+)
 from pipeline.monitor.drift import DriftResult, check_drift, classification_report_html
 from pipeline.monitor.drift_features import Projection, feature_table, fit_projection
 from pipeline.monitor.inference_log import (
@@ -202,13 +208,31 @@ def run_performance_check(
 
 
 def run_shadow_comparison(
-    store: ObjectStore, registry: Registry, settings: Settings, now: datetime | None = None
+    store: ObjectStore,
+    registry: Registry,
+    settings: Settings,
+    now: datetime | None = None,
+    films: Path | None = None,
 ) -> ShadowComparison:
     """Champion against challenger on the shadow traffic of the window, judged by the gate's
-    AUC margin, and stored where `pneumo promote` and the approval form read it."""
+    AUC margin, and stored where `pneumo promote` and the approval form read it. With `films`
+    (a folder holding the traffic's films), each listed disagreement found there gets both
+    models' Grad-CAM."""
     comparison = compare_shadow(
         store, registry, settings.performance, settings.gates.max_auc_drop, now
     )
+    if films is not None:
+        digests = {item["sha256"] for item in comparison.listed}
+        found = find_films(films, digests, settings.ingest.max_pixels)
+        if found:
+            models = {
+                alias: registry.load_version(MONITORED_MODEL, str(version))
+                for alias, version in (
+                    (CHAMPION, comparison.champion),
+                    (CHALLENGER, comparison.challenger),
+                )
+            }
+            comparison = explain_disagreements(comparison, found, models, store)
     store_comparison(store, comparison)
     return comparison
 

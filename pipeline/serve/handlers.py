@@ -18,7 +18,7 @@ from pipeline.data.dicom import DicomError, image_pixels
 from pipeline.data.images import inspect_image, not_an_image, sniff_format
 from pipeline.monitor.batch import predict_batch, rejection
 from pipeline.monitor.champion import Champion
-from pipeline.train.gradcam import gradcam, overlay
+from pipeline.train.gradcam import gradcam, overlay_film
 from pipeline.train.inputs import UndecodableImageError, input_spec, prepare_image
 
 
@@ -113,12 +113,6 @@ def explain_upload(
         raise BadImageError(name, str(exc)) from None
     with model_lock:
         heatmap = gradcam(champion.model, prepared)
-    original = Image.open(io.BytesIO(data))
-    original.draft("L", (max_side, max_side))  # JPEG: decode at a reduced scale
-    original = original.convert("L")
-    original.thumbnail((max_side, max_side))
-    spread = Image.fromarray((heatmap * 255).astype(np.uint8)).resize(original.size, Image.BILINEAR)
-    blended = overlay(np.asarray(original, dtype=np.float32)[..., None], np.asarray(spread) / 255.0)
     buffer = io.BytesIO()
-    Image.fromarray(blended).save(buffer, "PNG")
+    Image.fromarray(overlay_film(data, heatmap, max_side)).save(buffer, "PNG")
     return buffer.getvalue(), heatmap

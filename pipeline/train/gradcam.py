@@ -49,6 +49,21 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.nd
     return (255 * ((1 - alpha) * gray + alpha * colour)).astype(np.uint8)
 
 
+def overlay_film(data: bytes, heatmap: np.ndarray, max_side: int) -> np.ndarray:
+    """RGB uint8: the encoded film, decoded at most `max_side` px on its longest side (reduced
+    while decoding, for JPEG), with `heatmap` spread over it by `overlay`."""
+    import io
+
+    from PIL import Image
+
+    film = Image.open(io.BytesIO(data))
+    film.draft("L", (max_side, max_side))
+    film = film.convert("L")
+    film.thumbnail((max_side, max_side))
+    spread = Image.fromarray((heatmap * 255).astype(np.uint8)).resize(film.size, Image.BILINEAR)
+    return overlay(np.asarray(film, dtype=np.float32)[..., None], np.asarray(spread) / 255.0)
+
+
 def plot_gradcam_grid(
     model: keras.Model,
     images: np.ndarray,

@@ -3,6 +3,7 @@ comparison on labelled films and the recommendation `pneumo promote` can require
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,8 @@ from pipeline.monitor.compare import (
     NOT_ENOUGH,
     PROMOTE,
     compare_shadow,
+    explain_disagreements,
+    find_films,
     last_comparison,
     missing_evidence,
     shadow_pairs,
@@ -25,6 +28,7 @@ from pipeline.monitor.compare import (
 from pipeline.monitor.inference_log import append_inference_log
 from pipeline.monitor.labels import add_labels
 from pipeline.settings import PerformanceConfig
+from tests.conftest import SAMPLE
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 CFG = PerformanceConfig(min_per_class=30, resamples=200)
@@ -140,3 +144,44 @@ def test_promotion_evidence_must_name_the_version_and_recommend_it(tmp_path: Pat
     assert "judged v4, not v5" in missing_evidence(summary, "5")
     assert "says not enough evidence" in missing_evidence(summary, "4")
     assert missing_evidence(summary | {"recommendation": PROMOTE}, "4") is None
+
+
+def test_disagreements_found_among_the_films_get_both_models_grad_cam(tmp_path: Path) -> None:
+    """Real films (the sample), logged under their own digests; two CNNs that differ."""
+    from PIL import Image
+
+    from pipeline.adapters.storage import sha256_hex
+    from pipeline.settings import TrainConfig
+    from pipeline.train.models import build_cnn
+
+    folder = tmp_path / "traffic"
+    folder.mkdir()
+    sources = sorted((SAMPLE / "test" / "PNEUMONIA").iterdir())[:3]
+    for source in sources[:2]:  # the third film is not in the folder
+        (folder / source.name).write_bytes(source.read_bytes())
+    store = LocalStore(tmp_path / "store")
+    log = [rows(alias, v, p) for alias, v, p in
+           (("champion", "3", [0.9, 0.2, 0.3]), ("challenger", "4", [0.2, 0.8, 0.7]))]  # fmt: skip
+    for table in log:
+        table["sha256"] = [sha256_hex(s.read_bytes()) for s in sources]
+        append_inference_log(store, table, NOW)
+    comparison = compare_shadow(store, Aliases(champion="3", challenger="4"), CFG, 0.01, NOW)
+    assert comparison.disagreements == 3
+
+    digests = {item["sha256"] for item in comparison.listed}
+    found = find_films(folder, digests, 10_000_000)
+    assert set(found) == {sha256_hex(s.read_bytes()) for s in sources[:2]}
+    cfg = TrainConfig(image_size=32)
+    models = {"champion": build_cnn(cfg, 0.3), "challenger": build_cnn(cfg, 0.7)}
+    explained = explain_disagreements(comparison, found, models, store, max_side=64)
+
+    shown = [item for item in explained.listed if "gradcam" in item]
+    assert {item["sha256"] for item in shown} == set(found)
+    for item in shown:
+        key = f"reports/shadow/gradcam/{item['sha256'][:16]}-v3-v4.png"
+        assert item["gradcam"] == store.uri(key)
+        picture = Image.open(io.BytesIO(store.get(key)))
+        # Two overlays of the film side by side, each at most 64 px on its longest side.
+        assert picture.mode == "RGB" and max(picture.size[0] // 2, picture.size[1]) == 64
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        find_films(tmp_path / "missing", digests, 10_000_000)
