@@ -33,7 +33,7 @@ def split_data(home: Path, cfg: TrainConfig, source: Path = TRAIN224) -> Prepare
     store = open_store(settings)
     summary = ingest_dataset(source, store, settings)
     _, manifest = load_manifest(store, summary.manifest_id)
-    return prepare_data(manifest, store, cfg, home / "cache")
+    return prepare_data(manifest, store, cfg, settings.cache_dir)
 
 
 def peak_rss_mib() -> float:

@@ -86,7 +86,7 @@ def main() -> None:
     registry = Registry.from_settings(settings)
     if args.train or registry.champion_version("pneumonia-resnet") is None:
         print(f"full-scale ingest + training: {train_full_scale():.0f} s")
-    champion = load_champion(registry, args.home / "cache" / "bench")
+    champion = load_champion(registry, settings.cache_dir / "bench")
     films = read_labelled_films(args.site, settings.ingest.max_pixels)
     labels, patients = films.labels, films.rows["patient_id"].astype(str).tolist()
     start = time.perf_counter()
@@ -128,7 +128,7 @@ def retrain_on_half(films: LabelledFilms, a: np.ndarray, b: np.ndarray, settings
     held = films.subset(b)
     patients = held.rows["patient_id"].astype(str).tolist()
     for version, role in ((str(resnet["version"]), "retrained"), (None, "champion")):
-        model = load_champion(registry, settings.home / "cache" / f"bench-{role}", version=version)
+        model = load_champion(registry, settings.cache_dir / f"bench-{role}", version=version)
         scores = score_films(model, held, settings.ingest.max_pixels)
         print(line(f"{role} v{model.version} on half B ({len(b)} films), its threshold "
                    f"{model.threshold:.3f}", figures(held.labels, scores, model.threshold,

@@ -616,16 +616,12 @@ def decide(
 
     from flows.approval import send_decision
     from pipeline.adapters.registry import Registry, RegistryError
+    from pipeline.train.approval import waiting_flow_run
 
     settings = settings_of(ctx)
     with reported(RegistryError, ValueError):
         found = Registry.from_settings(settings).version(model, version)
-        status = found.tags.get("approval_status")
-        if status:
-            raise ValueError(f"{model} v{version} was already decided: {status}")
-        flow_run_id = found.tags.get("prefect_flow_run_id")
-        if not flow_run_id:
-            raise ValueError(f"{model} v{version} records no flow run that could wait for approval")
+        flow_run_id = waiting_flow_run(model, version, found.tags)
         send_decision(flow_run_id, decision, by or getpass.getuser(), reason)  # type: ignore[arg-type]
     typer.echo(
         f"{model} v{version}: {decision} sent to flow run {flow_run_id}; the run records it"
@@ -668,18 +664,16 @@ def card(
 ) -> None:
     """Print a version's model card (Markdown), or open its self-contained HTML."""
     from pipeline.adapters.registry import Registry, RegistryError
+    from pipeline.monitor.champion import require_champion
+    from pipeline.train.card import read_stored_card
 
     settings = settings_of(ctx)
     registry = Registry.from_settings(settings)
     with reported(RegistryError, FileNotFoundError):
         if version is None:
-            current = registry.champion_version(model)
-            if current is None:
-                raise RegistryError(f"{model} has no champion; name a VERSION")
-            version = str(current.version)
+            version = str(require_champion(registry, model).version)
         run_id = registry.version(model, version).run_id
-        kind = "html" if open_html else "md"
-        text = registry.read_run_file(run_id, f"model_card/model_card.{kind}").decode()
+        text = read_stored_card(registry, run_id, "html" if open_html else "md")
     if not open_html:
         typer.echo(text)
         return

@@ -241,7 +241,7 @@ def champion_holder(
         found = registry.alias_version(MONITORED_MODEL, alias)
         return revision_of(found) if found is not None else None
 
-    cache = settings.home / "cache" / "serving"
+    cache = settings.cache_dir / "serving"
     return ChampionHolder(
         load=lambda: load_champion(registry, cache, alias=alias),
         resolve_revision=resolve,

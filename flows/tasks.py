@@ -54,7 +54,12 @@ from pipeline.monitor.steps import (
 )
 from pipeline.redact import redacting
 from pipeline.settings import Settings
-from pipeline.train.approval import ApprovalDecision, apply_decision, approval_request
+from pipeline.train.approval import (
+    FLOW_RUN_TAG,
+    ApprovalDecision,
+    apply_decision,
+    approval_request,
+)
 from pipeline.train.candidate import ModelOutcome, Registration
 from pipeline.train.evaluation import ChampionScore, Evaluation
 from pipeline.train.fit import TrainedModel
@@ -280,7 +285,7 @@ def prepare_run(
         data = prepare_task(settings, validation.manifest_id)
     context = start_run(validation, data, settings)
     # Links each MLflow run and version to the Prefect flow run that made it.
-    flow_tags = {"prefect_flow_run_id": str(flow_run.get_id())}
+    flow_tags = {FLOW_RUN_TAG: str(flow_run.get_id())}
     return PreparedRun(data, replace(context, extra_tags={**context.extra_tags, **flow_tags}))
 
 

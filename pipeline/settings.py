@@ -403,6 +403,12 @@ class Settings(BaseSettings):
     def reports_dir(self) -> Path:
         return self.home / "reports"
 
+    @property
+    def cache_dir(self) -> Path:
+        """Local copies that can be fetched again (stored films, models, weights): safe to
+        delete."""
+        return self.home / "cache"
+
     def tracking_uri(self) -> str:
         """Explicit setting, else MLFLOW_TRACKING_URI, else SQLite in the state directory."""
         explicit = self.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")

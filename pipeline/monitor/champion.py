@@ -22,6 +22,7 @@ from pipeline.adapters.registry import (
 )
 from pipeline.monitor.drift_features import Projection
 from pipeline.monitor.probe import embedding_model
+from pipeline.train.card import read_stored_card
 
 MONITORED_MODEL = MODEL_NAMES["resnet"]
 
@@ -105,9 +106,6 @@ def require_alias(registry: Registry, name: str, alias: str) -> Any:
 def read_card(registry: Registry, run_id: str) -> dict[str, str]:
     """The model card's HTML and Markdown, or {} if the version has none."""
     try:
-        return {
-            kind: registry.read_run_file(run_id, f"model_card/model_card.{kind}").decode()
-            for kind in ("html", "md")
-        }
+        return {kind: read_stored_card(registry, run_id, kind) for kind in ("html", "md")}
     except FileNotFoundError:
         return {}

@@ -287,7 +287,7 @@ def accept_on_site(
     films = read_labelled_films(
         folder, settings.ingest.max_pixels, functools.partial(patient_secret, settings)
     )
-    champion = load_champion(registry, settings.home / "cache" / "site", version=version)
+    champion = load_champion(registry, settings.cache_dir / "site", version=version)
     scores = score_films(champion, films, settings.ingest.max_pixels)
     threshold, rule, metrics, previous, share = measure_site(
         films, scores, champion.threshold, settings.threshold, settings.site

@@ -52,7 +52,7 @@ PREDICTION_COLUMNS = ["image", "probability", "label", "threshold", "model_name"
 
 def champion_cache(settings: Settings) -> Path:
     """Where downloaded reference profiles of champions are kept between calls."""
-    return settings.home / "cache" / "champions"
+    return settings.cache_dir / "champions"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from pipeline.train.card import now_iso, update_card
 from pipeline.train.uncertainty import with_interval
 
 APPROVED, REJECTED, TIMED_OUT, PENDING = "approved", "rejected", "timed out", "pending"
+# Version tags: the decision's status (set once decided) and the flow run that waits for one.
+STATUS_TAG, FLOW_RUN_TAG = "approval_status", "prefect_flow_run_id"
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,18 @@ SHADOW_NOTE = (
 )
 
 
+def waiting_flow_run(model: str, version: str, tags: dict[str, str]) -> str:
+    """The flow run that waits for a decision on the version with `tags`; a ValueError naming
+    the version when it was already decided or records no such run."""
+    status = tags.get(STATUS_TAG)
+    if status:
+        raise ValueError(f"{model} v{version} was already decided: {status}")
+    flow_run_id = tags.get(FLOW_RUN_TAG)
+    if not flow_run_id:
+        raise ValueError(f"{model} v{version} records no flow run that could wait for approval")
+    return flow_run_id
+
+
 def record_decision(
     registry: Registry, registered: Registration, decision: ApprovalDecision
 ) -> None:
@@ -85,7 +99,7 @@ def record_decision(
         registered.model,
         registered.version,
         {
-            "approval_status": decision.status,
+            STATUS_TAG: decision.status,
             "approval_by": decision.by,
             "approval_at": decision.at,
             "approval_reason": decision.reason[:4900],

@@ -26,6 +26,7 @@ from pipeline.settings import ThresholdConfig
 from pipeline.train.calibration import Calibration
 from pipeline.train.uncertainty import INTERVAL_METRICS
 
+CARD_DIR = "model_card"  # the run artifact folder that holds a version's card
 CARD_FILES = ("model_card.json", "model_card.md", "model_card.html")
 IMAGES = {"gradcam": "gradcam.png", "reliability": "reliability.png"}
 INTENDED_USE = [
@@ -305,16 +306,21 @@ def log_card(
     """Write the card into `folder` and store it with the run (`model_card/`); its HTML's URI.
     Storing again replaces the stored card (an approval re-renders it)."""
     uris = [
-        registry.log_run_artifact(run_id, path, "model_card")
+        registry.log_run_artifact(run_id, path, CARD_DIR)
         for path in write_card(card, images, folder)
     ]
     return uris[-1]
 
 
+def read_stored_card(registry: Registry, run_id: str, kind: str) -> str:
+    """A run's stored card as `kind` (json, md or html); FileNotFoundError if it has none."""
+    return registry.read_run_file(run_id, f"{CARD_DIR}/model_card.{kind}").decode()
+
+
 def update_card(registry: Registry, run_id: str, change: Callable[[dict], None]) -> None:
     """Re-render a version's stored card after `change` edits its JSON in place (an approval,
     a site acceptance); the figures are the run's own evaluation artifacts."""
-    card = json.loads(registry.read_run_file(run_id, f"model_card/{CARD_FILES[0]}"))
+    card = json.loads(read_stored_card(registry, run_id, "json"))
     change(card)
     images = {}
     for key, name in IMAGES.items():

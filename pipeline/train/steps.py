@@ -54,7 +54,7 @@ def prepare_training_data(store: ObjectStore, settings: Settings, manifest_id: s
     """Usable rows of each split of the manifest, with local files for tf.data; judged on the
     site's held-out films when the manifest has them (`PreparedData.judged_on_site`)."""
     _, manifest = load_manifest(store, manifest_id)
-    data = prepare_data(manifest, store, settings.training, settings.home / "cache")
+    data = prepare_data(manifest, store, settings.training, settings.cache_dir)
     return data.judged_on_site()
 
 
@@ -79,7 +79,7 @@ def train_model(
     cfg = settings.training
     if kind == "cnn":
         return train_cnn(data, cfg)
-    weights = resolve_weights(cfg.resnet_weights, store, settings.home / "cache")
+    weights = resolve_weights(cfg.resnet_weights, store, settings.cache_dir)
     return train_resnet(data, cfg, weights)
 
 

@@ -37,7 +37,7 @@ def loop(trained: Trained, registry):
             env.setenv(key, value)
         settings = Settings()
         store = open_store(settings)
-        champion = load_champion(registry, settings.home / "cache" / "drift-loop")
+        champion = load_champion(registry, settings.cache_dir / "drift-loop")
         results = {}
         work = trained.home.parent / "drift-loop"
         for kind, trigger in (("none", "none"), ("contrast", "direct")):

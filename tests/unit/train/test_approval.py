@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.adapters.registry import Registry
 from pipeline.settings import Settings, TrainConfig
-from pipeline.train.approval import APPROVED, ApprovalDecision, apply_decision
+from pipeline.train.approval import APPROVED, ApprovalDecision, apply_decision, waiting_flow_run
 from pipeline.train.candidate import Registration
 from pipeline.train.card import write_card
 from pipeline.train.models import build_cnn
@@ -75,3 +75,11 @@ def test_an_approval_without_required_shadow_evidence_leaves_the_champion(
     tags = registry.version(MODEL, "2").tags
     assert tags["approval_status"] == "approved"
     assert tags["approval_reason"] == f"card is fine (champion not moved: {missing})"
+
+
+def test_a_decision_goes_only_to_a_version_still_waiting_for_one() -> None:
+    assert waiting_flow_run("m", "3", {"prefect_flow_run_id": "run-1"}) == "run-1"
+    with pytest.raises(ValueError, match="m v3 was already decided: rejected"):
+        waiting_flow_run("m", "3", {"prefect_flow_run_id": "run-1", "approval_status": "rejected"})
+    with pytest.raises(ValueError, match="m v3 records no flow run"):
+        waiting_flow_run("m", "3", {})
