@@ -216,6 +216,8 @@ def find_films(folder: Path, digests: set[str], max_pixels: int) -> dict[str, by
         raise FileNotFoundError(f"films {folder}: no such folder")
     found: dict[str, bytes] = {}
     for path in listed_entries(folder):
+        if len(found) == len(digests):  # every film wanted is found: the rest is not read
+            break
         data, _ = read_listed(path)
         try:
             pixels = image_pixels(data, max_pixels) if data else None
