@@ -145,6 +145,12 @@ def print_predictions(batch: BatchPrediction) -> None:
     )
     for row in batch.rejected.itertuples():
         typer.echo(f"  skipped {row.image}: {row.issue}")
+    scored = batch.predictions
+    flagged = scored[~scored["in_scope"].astype(bool)] if "in_scope" in scored else scored[:0]
+    for row in flagged.itertuples():  # scored and labelled, but a reader must know
+        typer.echo(
+            f"  flagged {row.image} ({row.label} {row.probability:.3f}): {row.scope_reasons}"
+        )
     typer.echo(f"predictions: {batch.csv_path}")
     typer.echo(f"inference log: {batch.log_uri or 'nothing logged'}")
 
@@ -187,6 +193,11 @@ def print_batch_job(summary: dict) -> None:
         f"scored {summary['images_scored']} images, refused {summary['images_rejected']}, in "
         f"{summary['seconds']} s ({summary['images_per_second']} images/s)"
     )
+    if summary.get("images_out_of_scope"):
+        typer.echo(
+            f"flagged outside the intended use: {summary['images_out_of_scope']} "
+            "(`in_scope`, `scope_reasons` in the predictions)"
+        )
     typer.echo(f"summary: {summary['summary_uri']}")
     if "csv" in summary:
         typer.echo(f"predictions: {summary['csv']}")

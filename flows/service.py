@@ -177,7 +177,12 @@ async def predict(
         items = [await read_checked(upload, settings) for upload in uploads]
         champion = get_champion(state)
         predictions, bodies = await asyncio.to_thread(
-            predict_uploads, champion, items, settings.ingest.max_pixels, state.model_lock
+            predict_uploads,
+            champion,
+            items,
+            settings.ingest.max_pixels,
+            state.model_lock,
+            settings.scope.mode == "refuse",
         )
     state.writer.submit(predictions)
     if state.shadow is not None:  # queued only: the challenger scores it after this answer

@@ -227,10 +227,10 @@ def shadow_required(settings: Settings, model: str) -> bool:
 
 
 @step("reference-profile", COMPUTE)
-def reference_task(trained: TrainedModel, data: PreparedData) -> Reference:
+def reference_task(trained: TrainedModel, data: PreparedData, settings: Settings) -> Reference:
     # Held-out images, scored out-of-sample as production images will be: the training images
     # would look more confident to the model than anything it sees later.
-    return profile_reference(trained.model, data.val.paths, progress_bar)
+    return profile_reference(trained.model, data.val.paths, settings.scope, progress_bar)
 
 
 @step("recover", IO)
@@ -304,7 +304,7 @@ def evaluate_gate_register(
     reference = None
     if kind == "resnet":  # the monitored model: its drift reference is registered with it
         with timed(phase, "reference_profile"):
-            reference = reference_task(trained, data)
+            reference = reference_task(trained, data, settings)
     with champion_guard(settings, f"register {kind}"):
         with timed(phase, "rescore_champion"):
             champion = rescore_task(kind, data, settings)

@@ -267,6 +267,20 @@ class PerformanceConfig(BaseModel):
     resamples: int = Field(1000, ge=100)
 
 
+class ScopeConfig(BaseModel):
+    """The intended-use check on every prediction (`pipeline.monitor.scope`)."""
+
+    # warn: the label is still given, flagged `in_scope: false` with the reasons; refuse: the
+    # service answers 422 with the reasons and logs a rejected row (`predict` and
+    # `batch-predict` flag, as with warn).
+    mode: Literal["warn", "refuse"] = "warn"
+    # Set at registration: this share of the reference (validation) films falls above the
+    # out-of-distribution cut-off, measured on folds the distance was not fitted on.
+    false_flag_rate: float = Field(0.02, gt=0, lt=0.5)
+    components: int = Field(50, ge=1, description="PCA axes of the distance")
+    folds: int = Field(5, ge=2, le=20)
+
+
 class PromotionConfig(BaseModel):
     """What moving `champion` to a new ResNet version requires beyond its gate."""
 
@@ -321,6 +335,7 @@ class Settings(BaseSettings):
     retrain_cron: str = "0 4 * * 0"
     performance_cron: str = "0 7 * * *"
     drift: DriftConfig = DriftConfig()
+    scope: ScopeConfig = ScopeConfig()
     # required: a version that passed its gate becomes champion only once a person approves it
     # (the flow pauses; `pneumo approve`/`reject` or the Prefect UI's form). Server deployments
     # default to required (compose, `pneumo deploy`); the embedded demo keeps auto.

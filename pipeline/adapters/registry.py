@@ -113,10 +113,12 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Reference:
-    """The drift reference of a monitored model: per-image features and the fitted PCA."""
+    """The drift reference of a monitored model: per-image features and the fitted PCA, and
+    the intended-use distance fitted on the same films (None for older versions)."""
 
     features: pd.DataFrame
     projection: dict
+    scope: dict | None = None
 
 
 # What MLflow answers for a model or alias that does not exist (SQL store, REST server).
@@ -459,6 +461,8 @@ class Registry:
             folder = Path(tmp)
             reference.features.to_parquet(folder / "features.parquet", index=False)
             (folder / "projection.json").write_text(json.dumps(reference.projection))
+            if reference.scope is not None:
+                (folder / "scope.json").write_text(json.dumps(reference.scope))
             self.client.log_artifacts(run_id, str(folder), artifact_path=REFERENCE_DIR)
 
     def download_reference(self, run_id: str, target: Path) -> Path:

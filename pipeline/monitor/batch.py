@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline.adapters.storage import ObjectStore, sha256_hex
@@ -20,6 +21,7 @@ from pipeline.files import listed_entries, read_listed
 from pipeline.monitor.champion import Champion
 from pipeline.monitor.drift_features import feature_table
 from pipeline.monitor.probe import NO_LOCK, probe_images
+from pipeline.monitor.scope import scope_reasons
 from pipeline.progress import Progress, silent
 
 Items = list[tuple[str, bytes]]
@@ -108,7 +110,18 @@ def predict_batch(
     )
     if good:
         predictions = pd.concat([predictions, features.drop(columns=["probability"])], axis=1)
+        predictions = predictions.assign(**scope_columns(images, embeddings, champion))
     return predictions, pd.DataFrame(rejected, columns=REJECTED_COLUMNS)
+
+
+def scope_columns(images: list[bytes], embeddings: np.ndarray, champion: Champion) -> dict:
+    """`ood_distance`, `in_scope` and `scope_reasons` ("; "-joined, "" when in scope) per film."""
+    distances, reasons = scope_reasons(images, embeddings, champion.scope)
+    return {
+        "ood_distance": distances,
+        "in_scope": [not found for found in reasons],
+        "scope_reasons": ["; ".join(found) for found in reasons],
+    }
 
 
 REJECTED_COLUMNS = ["image", "issue", "bit_depth", "model_name", "model_version", "timestamp"]

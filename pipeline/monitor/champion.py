@@ -22,6 +22,7 @@ from pipeline.adapters.registry import (
 )
 from pipeline.monitor.drift_features import Projection
 from pipeline.monitor.probe import embedding_model
+from pipeline.monitor.scope import ScopeModel
 from pipeline.train.card import read_stored_card
 
 MONITORED_MODEL = MODEL_NAMES["resnet"]
@@ -36,6 +37,7 @@ class Champion:
     model: object
     projection: Projection
     reference: pd.DataFrame
+    scope: ScopeModel | None = None  # the intended-use distance (`pipeline.monitor.scope`)
     info: dict = field(default_factory=dict)
     # The version's model card {"html": ..., "md": ...}; empty for versions registered before
     # cards existed.
@@ -67,6 +69,14 @@ def load_champion(
         folder = registry.download_reference(current.run_id, cache_dir / f"{name}-v{version}")
         projection = Projection.from_json(json.loads((folder / "projection.json").read_text()))
         reference = pd.read_parquet(folder / "features.parquet")
+        # Versions registered before the intended-use check have no distance: only the
+        # image checks apply to them.
+        scope_file = folder / "scope.json"
+        scope = (
+            ScopeModel.from_json(json.loads(scope_file.read_text()))
+            if scope_file.exists()
+            else None
+        )
     except (OSError, ValueError) as exc:
         raise RegistryError(f"{name} v{version}: reference profile unreadable: {exc}") from None
     return Champion(
@@ -77,6 +87,7 @@ def load_champion(
         model=registry.load_version(name, version),
         projection=projection,
         reference=reference,
+        scope=scope,
         info=registry.version_info(name, version),
         card=read_card(registry, current.run_id),
         revision=revision_of(current),

@@ -35,7 +35,10 @@ from pipeline.monitor.inference_log import (
 )
 
 JOBS_PREFIX = "batch-jobs"
-RESULT_COLUMNS = ["image", "sha256", "probability", "label", "threshold", "model_version"]
+RESULT_COLUMNS = [
+    "image", "sha256", "probability", "label", "threshold", "model_version", "in_scope",
+    "scope_reasons",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,7 @@ def score_shard(
     return {
         "shard": shard.index,
         "scored": len(predictions),
+        "out_of_scope": int((~predictions["in_scope"]).sum()) if len(predictions) else 0,
         "rejected": len(rejected),
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -194,6 +198,7 @@ def summarise_job(
         "failed": [s.index for s, r in zip(todo, results, strict=True) if not isinstance(r, dict)],
         "images_scored": scored,
         "images_rejected": sum(r["rejected"] for r in done),
+        "images_out_of_scope": sum(r.get("out_of_scope", 0) for r in done),
         "seconds": round(seconds, 1),
         "images_per_second": round(scored / seconds, 2) if seconds and scored else 0.0,
     }

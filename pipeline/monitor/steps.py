@@ -30,7 +30,7 @@ from pipeline.monitor.compare import (
     store_comparison,
 )
 from pipeline.monitor.drift import DriftResult, check_drift, classification_report_html
-from pipeline.monitor.drift_features import Projection, feature_table, fit_projection
+from pipeline.monitor.drift_features import feature_table, fit_projection
 from pipeline.monitor.inference_log import (
     LAST_CHECK_KEY,
     REJECTED_PREFIX,
@@ -44,10 +44,14 @@ from pipeline.monitor.performance import (
     store_performance_check,
 )
 from pipeline.monitor.probe import embedding_model, probe_images
+from pipeline.monitor.scope import fit_scope
 from pipeline.progress import Progress, silent
-from pipeline.settings import Settings
+from pipeline.settings import ScopeConfig, Settings
 
-PREDICTION_COLUMNS = ["image", "probability", "label", "threshold", "model_name", "model_version"]
+PREDICTION_COLUMNS = [
+    "image", "probability", "label", "threshold", "model_name", "model_version", "in_scope",
+    "scope_reasons",
+]  # fmt: skip
 
 
 def champion_cache(settings: Settings) -> Path:
@@ -91,10 +95,12 @@ def predict_source(
     return BatchPrediction(champion, predictions, rejected, log_uri, out)
 
 
-def reference_profile(
-    model, paths: list[str], progress: Progress = silent
-) -> tuple[pd.DataFrame, Projection]:
-    """Drift features of `paths` (held-out images), with the PCA fitted on their embeddings."""
+def profile_reference(
+    model, paths: list[str], scope: ScopeConfig, progress: Progress = silent
+) -> Reference:
+    """The reference a monitored model is registered with: drift features of `paths`
+    (held-out images) with the PCA fitted on their embeddings, and the intended-use distance
+    fitted on the same embeddings (`pipeline.monitor.scope`)."""
     images = [Path(p).read_bytes() for p in paths]
     probabilities, embeddings, undecodable = probe_images(
         embedding_model(model), images, progress=progress
@@ -103,13 +109,8 @@ def reference_profile(
         names = ", ".join(paths[index] for index in undecodable)
         raise ValueError(f"reference images the model cannot decode: {names}")
     projection = fit_projection(embeddings)
-    return feature_table(images, embeddings, probabilities, projection, progress), projection
-
-
-def profile_reference(model, paths: list[str], progress: Progress = silent) -> Reference:
-    """The drift reference a monitored model is registered with (see `reference_profile`)."""
-    features, projection = reference_profile(model, paths, progress)
-    return Reference(features, projection.to_json())
+    features = feature_table(images, embeddings, probabilities, projection, progress)
+    return Reference(features, projection.to_json(), fit_scope(embeddings, scope).to_json())
 
 
 @dataclass(frozen=True)

@@ -64,8 +64,11 @@ def predict_uploads(
     items: list[tuple[str, bytes]],
     max_pixels: int,
     model_lock: AbstractContextManager,
+    refuse_out_of_scope: bool = False,
 ) -> tuple[pd.DataFrame, list[dict]]:
-    """Predictions with drift features (for the log) and the per-image response bodies.
+    """Predictions with drift features (for the log) and the per-image response bodies, each
+    saying whether the film is within the intended use and, if not, why. With
+    `refuse_out_of_scope` (PNEUMO_SCOPE__MODE=refuse) such a film is refused instead.
 
     Only the model call holds `model_lock`; decoding and drift features run beside other
     requests.
@@ -74,6 +77,9 @@ def predict_uploads(
     predictions, rejected = predict_batch(champion, items, max_pixels, model_lock=model_lock)
     for refused in rejected.itertuples():  # passed the upload check, refused by the decoder
         raise BadImageError(refused.image, refused.issue)
+    if refuse_out_of_scope:
+        for row in predictions[~predictions["in_scope"]].itertuples():
+            raise BadImageError(row.image, row.scope_reasons)
     latency_ms = round(1000 * (time.perf_counter() - start), 1)
     bodies = [
         {
@@ -84,6 +90,8 @@ def predict_uploads(
             "model": champion.name,
             "version": champion.version,
             "alias": CHAMPION,
+            "in_scope": bool(row.in_scope),
+            "scope_reasons": row.scope_reasons.split("; ") if row.scope_reasons else [],
             "latency_ms": latency_ms,
         }
         for row in predictions.itertuples()

@@ -152,6 +152,23 @@ def site_section(history: list[dict[str, Any]]) -> list[tuple[str, list[tuple]]]
     ])]  # fmt: skip
 
 
+def scope_lines(scope: dict | None) -> list[str]:
+    """How every prediction is checked against the intended use (`in_scope`)."""
+    checks = (
+        "Every prediction says whether the film is within this use (`in_scope`, with the "
+        "reasons): colour images and flat images are flagged"
+    )
+    if scope is None:
+        return [f"{checks}; this version has no distance to its training films."]
+    return [
+        f"{checks}, and so are films unlike the training films: a Mahalanobis distance on the "
+        f"model's pooled features above {scope['cutoff']:.1f}, the cut-off above which "
+        f"{scope['false_flag_rate']:.0%} of the {scope['reference_films']} validation films "
+        "fall (each measured by a fit without it). `PNEUMO_SCOPE__MODE`: warn (default) or "
+        "refuse."
+    ]
+
+
 def card_sections(card: dict[str, Any]) -> list[tuple[str, list[tuple]]]:
     """The card as (heading, blocks); a block is ("p", text), ("ul", items), ("table", header,
     rows) or ("img", key, caption). Both renderers walk this one structure."""
@@ -168,7 +185,7 @@ def card_sections(card: dict[str, Any]) -> list[tuple[str, list[tuple]]]:
             f"Registered {card['created']} from MLflow run `{card['run_id']}`, code "
             f"`{card['git_commit']}`",
         ])]),
-        ("Intended use", [("ul", INTENDED_USE)]),
+        ("Intended use", [("ul", [*INTENDED_USE, *scope_lines(card.get("scope"))])]),
         ("Training data", [
             ("p", f"Manifest `{data['manifest_id']}` (content digest); data validation: "
                   f"{data['gx_result']}. Splits are carved by patient: no patient is in two."),

@@ -177,6 +177,9 @@ def register_model(
     card = collect_card(
         registered, trained, evaluation, decision, data, settings, context.provenance, approval
     )
+    if reference is not None and reference.scope is not None:
+        fitted = ("cutoff", "false_flag_rate", "reference_films")
+        card["scope"] = {key: reference.scope[key] for key in fitted}
     card_uri = publish_card(registry, registered, card, evaluation, context.run_dir / trained.kind)
     registered = replace(registered, card_uri=card_uri)
     registry.set_description(

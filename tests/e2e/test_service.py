@@ -282,3 +282,28 @@ def test_no_model_means_503(trained) -> None:
         assert test_client.get("/health").status_code == 503
         response = test_client.post("/predict", files=upload(IMAGES[0]))
         assert response.status_code == 503 and "no model loaded" in response.json()["error"]
+
+
+def test_every_answer_says_whether_the_film_is_within_the_intended_use(client, monkeypatch) -> None:
+    from pipeline.settings import ScopeConfig
+
+    service = state(client)
+    scope = service.holder.current.scope  # fitted on the val films at registration
+    assert scope is not None and np.isfinite(scope.cutoff) and scope.false_flag_rate == 0.02
+    film = client.post("/predict", files=upload(IMAGES[0])).json()["predictions"][0]
+    assert isinstance(film["in_scope"], bool) and isinstance(film["scope_reasons"], list)
+    flat = io.BytesIO()
+    Image.new("L", (200, 160), 128).save(flat, "PNG")
+    warned = client.post("/predict", files={"file": ("flat.png", flat.getvalue())})
+    assert warned.status_code == 200, warned.text
+    body = warned.json()["predictions"][0]
+    assert body["in_scope"] is False and body["label"] in ("NORMAL", "PNEUMONIA")
+    assert body["scope_reasons"][0] == (
+        "outside intended use: a flat image with nothing on it (spread 0.0 < 10)"
+    )
+    refusing = service.settings.model_copy(update={"scope": ScopeConfig(mode="refuse")})
+    monkeypatch.setattr(service, "settings", refusing)
+    refused = client.post("/predict", files={"file": ("flat.png", flat.getvalue())})
+    assert refused.status_code == 422
+    assert refused.json()["image"] == "flat.png"
+    assert refused.json()["error"].startswith("outside intended use: a flat image")

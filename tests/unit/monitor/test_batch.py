@@ -39,6 +39,9 @@ def test_batch_prediction_skips_bad_images_with_reasons(champion: Champion) -> N
     assert predictions.loc[0, "probability"] == pytest.approx(0.8, abs=1e-4)
     assert predictions.loc[0, "label"] == "PNEUMONIA" and predictions.loc[0, "model_version"] == "3"
     assert set(FEATURE_COLUMNS) <= set(predictions.columns)
+    # No distance fitted for this version: only the image checks judge the intended use.
+    assert predictions.loc[0, "in_scope"] and predictions.loc[0, "scope_reasons"] == ""
+    assert np.isnan(predictions.loc[0, "ood_distance"])
     issues = dict(zip(rejected["image"], rejected["issue"], strict=True))
     assert issues.pop("detector.png").startswith("unsupported mode 'I;16' (16-bit")
     assert issues == {

@@ -66,3 +66,10 @@ def test_a_decision_shows_who_when_and_why() -> None:
     text = render_markdown(card(approval=decided))
     assert "Decision: **approved** by Dr. Ana at 2026-11-27T10:00:00Z" in text
     assert "<b>approved</b> by Dr. Ana" in render_html(card(approval=decided), {})
+
+
+def test_the_intended_use_says_how_every_prediction_is_checked() -> None:
+    fitted = {"cutoff": 9.42, "false_flag_rate": 0.02, "reference_films": 787}
+    text = render_markdown(card(scope=fitted))
+    assert "pooled features above 9.4, the cut-off above which 2% of the 787 validation" in text
+    assert "no distance to its training films" in render_markdown(card())
