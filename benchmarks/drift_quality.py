@@ -1,6 +1,7 @@
 """How often the drift check is wrong: false alarms on i.i.d. batches, detection of real shifts.
 
-    python -m benchmarks.drift_quality --home STATE_DIR [--pool DIR] [--quick] [--out CSV]
+    python -m benchmarks.drift_quality --home STATE_DIR [--pool DIR] [--quick | --periods]
+        [--site DIR] [--out CSV]
 
 STATE_DIR holds a `pneumonia-resnet` champion with its reference profile (e.g. the state of a
 full-scale `pneumo train` on ../shared/data/chest_xray_train224). The production pool is every
@@ -14,6 +15,10 @@ latest manifest's train and val rows), so batches are new patients from the same
 - Detection: each simulated shift at strengths 1/3, 2/3, 1, at the reference's class mix, per
   batch size: the share of batches reporting image shift, and the champion's AUC on the shifted
   sub-pool against the unshifted one (what the shift costs).
+- The real shift: batches of the site's labelled films (--site, default
+  `shared/data/chest_xray_site`: a later period of the same hospital) at its own class mix,
+  against the training-period false alarms above. `--periods` measures only these two, with
+  more batches.
 - Rules: every candidate image-shift rule applied to the same checks' drifted columns, with the
   smallest batch at which it keeps false alarms <= 5 % at every mix and detects every shift
   costing >= 0.02 (and >= 0.01) AUC in >= 95 % of batches. The defaults (`DriftConfig.rule`,
@@ -43,10 +48,12 @@ from pipeline.data.shifts import DRIFT_KINDS, shift_image
 from pipeline.monitor.batch import predict_batch
 from pipeline.monitor.champion import Champion, load_champion
 from pipeline.monitor.drift import apply_drift_rule, check_drift
+from pipeline.monitor.site import read_labelled_films
 from pipeline.monitor.steps import champion_cache
 from pipeline.settings import DriftConfig, Settings
 
 TRAIN224 = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray_train224"
+SITE = TRAIN224.parent / "chest_xray_site"
 FULL = {
     "sizes": (10, 20, 30, 50, 100, 300),
     "normal_shares": (0.2, 0.3, 0.4, 0.5, 0.6),
@@ -65,18 +72,37 @@ QUICK = {
     "strengths": (1.0,),
     "shift_pool": 60,
 }
+# `--periods`: the real shift only. Training-period batches (the pool) against batches of the
+# site's films of a later period, many batches at the sizes a drift window holds.
+PERIODS = {
+    "sizes": (50, 100),
+    "normal_shares": (0.4,),
+    "batches": 300,
+    "shift_sizes": (),
+    "shift_batches": 0,
+    "strengths": (),
+    "shift_pool": 0,
+}
+SITE_SIZES, SITE_BATCHES = (30, 50, 100), {"full": 100, "periods": 300}
 
 
 def rule_name(cfg: DriftConfig) -> str:
-    return "embedding" if cfg.rule == "embedding" else f"share>={cfg.drift_share:g}"
+    columns = "embedding" if cfg.rule == "embedding" else f"share>={cfg.drift_share:g}"
+    together = f"|mmd<{cfg.representation_alpha:g}" if cfg.representation_alpha else ""
+    return columns + together
 
 
-# Candidate image-shift rules, the production default among them.
+# Candidate image-shift rules, the production default among them: the per-column rules alone,
+# and the default share rule with the embedding components' joint test at three alphas.
 RULES = {
     rule_name(cfg): cfg
     for cfg in (
-        *(DriftConfig(rule="share", drift_share=share) for share in (0.2, 0.3, 0.4, 0.5)),
-        DriftConfig(rule="embedding"),
+        *(
+            DriftConfig(rule="share", drift_share=share, representation_alpha=0)
+            for share in (0.2, 0.3, 0.4, 0.5)
+        ),
+        DriftConfig(rule="embedding", representation_alpha=0),
+        *(DriftConfig(representation_alpha=alpha) for alpha in (0.01, 0.05)),
         DriftConfig(),
     )
 }
@@ -143,6 +169,7 @@ def check_batches(
                 "image_shift": result.image_shift,
                 "prevalence_alert": bool(result.prevalence and result.prevalence.shifted),
                 "drifted": tuple(result.drifted_columns),
+                "representation_p": result.representation.p_value,
             }
         )
     return records
@@ -187,10 +214,28 @@ def detections(champion: Champion, pool: pd.DataFrame, plan: dict, share: float)
     return records
 
 
+def site_detection(champion: Champion, site: Path, carved_auc: float, batches: int) -> list[dict]:
+    """Batches of the site's labelled films (a later period of the same hospital: the real
+    shift), at the site's own class mix; the AUC drop is carved test to site."""
+    films = read_labelled_films(site, Settings().ingest.max_pixels)
+    items = list(zip(films.rows["name"], films.data, strict=True))
+    scored, _ = predict_batch(champion, items, Settings().ingest.max_pixels)
+    scored = scored.assign(label=list(films.rows["label"]))
+    share = float((scored["label"] == "NORMAL").mean())
+    cost = {"test": "site films", "strength": 1.0, "auc_drop": carved_auc - auc(scored)}
+    records = []
+    for size in (s for s in SITE_SIZES if s <= len(scored) // 2):
+        checked = check_batches(champion, scored, size, share, batches, seed=2)
+        records += [{**cost, **r} for r in checked or []]
+    print(f"site films: {len(scored)}, AUC drop from the carved test {cost['auc_drop']:+.3f}")
+    return records
+
+
 def rates(records: pd.DataFrame, rule: str) -> pd.DataFrame:
     """Per cell (test, strength, batch, mix): the share of batches `rule` calls image shift."""
     cfg = RULES[rule]
-    alarm = records["drifted"].map(lambda columns: apply_drift_rule(list(columns), cfg))
+    columns = records["drifted"].map(lambda drifted: apply_drift_rule(list(drifted), cfg))
+    alarm = columns | (records["representation_p"] < cfg.representation_alpha)
     cells = records.assign(alarm=alarm).groupby(
         ["test", "strength", "batch", "normal_share"], as_index=False
     )
@@ -239,6 +284,19 @@ def print_tables(results: pd.DataFrame, production: str) -> None:
             index=["test", "strength", "auc_drop"], columns="batch", values="image_shift_rate"
         )
         print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    if (results["test"] == "site films").any():
+        print(
+            "\nsite films (a later period) detected / worst training-period false alarms, per "
+            "rule and batch size"
+        )
+        for rule, table in results.groupby("rule", sort=False):
+            found = table[table["test"] == "site films"].groupby("batch")["image_shift_rate"]
+            iid = table[table["test"] == "iid"].groupby("batch")["image_shift_rate"].max()
+            cells = " ".join(
+                f"{size}:{found.mean().get(size, np.nan):.3f}/{iid.get(size, np.nan):.3f}"
+                for size in sorted(set(found.mean().index) | set(iid.index))
+            )
+            print(f"  {rule:<22} {cells}")
     for auc_drop in COSTLY_AUC_DROPS:
         print(
             f"\nper rule and batch size: worst i.i.d. false-alarm rate / worst detection of the "
@@ -251,7 +309,7 @@ def print_tables(results: pd.DataFrame, production: str) -> None:
                 f"{size}:{row.false_alarms:.2f}/{row.detected:.2f}"
                 for size, row in worst.iterrows()
             )
-            print(f"  {rule:<11} {cells}  -> {smallest_batch(table, auc_drop)}")
+            print(f"  {rule:<22} {cells}  -> {smallest_batch(table, auc_drop)}")
 
 
 def main() -> None:
@@ -259,11 +317,13 @@ def main() -> None:
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--pool", type=Path, default=TRAIN224)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--periods", action="store_true", help="the site's shift only")
+    parser.add_argument("--site", type=Path, default=SITE, help="labelled films of a later period")
     parser.add_argument("--max-false-alarms", type=float, default=FALSE_ALARM_TARGET)
     parser.add_argument("--out", type=Path, help="CSV of every rule's rate per cell")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    plan = QUICK if args.quick else FULL
+    plan = QUICK if args.quick else PERIODS if args.periods else FULL
     started = time.perf_counter()
     settings = Settings(home=args.home)
     champion = load_champion(Registry.from_settings(settings), champion_cache(settings))
@@ -274,9 +334,13 @@ def main() -> None:
     )
     table = score(champion, pool, "none", 0.0)
     reference_share = 1 - float((champion.reference["probability"] >= champion.threshold).mean())
-    records = pd.DataFrame(
-        false_alarms(champion, table, plan) + detections(champion, pool, plan, reference_share)
-    )
+    records = false_alarms(champion, table, plan)
+    if plan["strengths"]:
+        records += detections(champion, pool, plan, reference_share)
+    if not args.quick and args.site.is_dir():
+        batches = SITE_BATCHES["periods" if args.periods else "full"]
+        records += site_detection(champion, args.site, auc(table), batches)
+    records = pd.DataFrame(records)
     results = pd.concat([rates(records, rule) for rule in RULES], ignore_index=True)
     production = rule_name(DriftConfig())
     print_tables(results, production)

@@ -88,7 +88,7 @@ def score_shard_task(index: int, job: str, source: Source, version: str) -> dict
     store = open_store(settings)
     champion = _champion(version, settings.tracking_uri(), str(settings.home))
     shard = read_plan(store, job, index)
-    return score_shard(source, shard, champion, store, settings.ingest.max_pixels)
+    return score_shard(source, shard, champion, store, settings.ingest.max_pixels, settings.scope)
 
 
 @flow(name="score-shards")

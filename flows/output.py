@@ -204,7 +204,8 @@ def print_batch_job(summary: dict) -> None:
 
 
 def signal_lines(summary: dict) -> list[str]:
-    """The prevalence and data-quality signals of a drift check: alerts, never retraining."""
+    """The prevalence, data-quality and intended-use signals of a drift check: alerts, never
+    retraining."""
     lines = []
     if prevalence := summary.get("prevalence"):
         low, high = prevalence["current_band"]
@@ -219,6 +220,12 @@ def signal_lines(summary: dict) -> list[str]:
     if (quality := summary.get("quality")) and quality["flagged"]:
         flagged = "; ".join(f"{n} {reason}" for reason, n in quality["flagged"].items())
         lines.append(f"{'ALERT data quality' if quality['alert'] else 'data quality'}: {flagged}")
+    if (scope := summary.get("scope")) and scope["rows"]:
+        lines.append(
+            f"{'ALERT outside the intended use' if scope['alert'] else 'outside the intended use'}"
+            f": {scope['outside']} of {scope['rows']} films (the cut-off lets "
+            f"{scope['expected_rate']:.0%} through), p = {scope['p_value']:.4f}"
+        )
     return lines
 
 
@@ -227,6 +234,12 @@ def print_drift(summary: dict, settings: Settings) -> None:
         f"{summary['current_rows']} current vs {summary['reference_rows']} reference rows; "
         f"image columns drifted: {', '.join(summary['drifted_columns']) or 'none'}"
     )
+    if representation := summary.get("representation"):
+        typer.echo(
+            "embedding components together (kernel MMD): "
+            f"{'shifted' if representation['shifted'] else 'not shifted'}, "
+            f"p = {representation['p_value']:.4f}"
+        )
     for line in signal_lines(summary):
         typer.echo(line)
     if isinstance(summary.get("retrain"), dict):

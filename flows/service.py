@@ -82,11 +82,14 @@ Serving = Annotated[Champion, Depends(get_champion)]
 router = APIRouter()
 
 
-async def read_checked(upload: UploadFile, settings: Settings) -> tuple[str, bytes]:
+async def read_checked(upload: UploadFile, settings: Settings) -> tuple[str, bytes, dict[str, str]]:
+    """(name, the pixels the model reads, the film's DICOM scope tags) of one upload."""
     data = await upload.read(settings.serve_max_upload_bytes + 1)
     name = upload.filename or "upload"
-    data = check_upload(name, data, settings.serve_max_upload_bytes, settings.ingest.max_pixels)
-    return name, data
+    data, tags = check_upload(
+        name, data, settings.serve_max_upload_bytes, settings.ingest.max_pixels
+    )
+    return name, data, tags
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -174,7 +177,8 @@ async def predict(
             413, detail=f"{len(uploads)} images, over the limit of {settings.serve_max_batch}"
         )
     with state.traffic:  # from upload to answer: the shadow waits for it
-        items = [await read_checked(upload, settings) for upload in uploads]
+        checked = [await read_checked(upload, settings) for upload in uploads]
+        items = [(name, data) for name, data, _ in checked]
         champion = get_champion(state)
         predictions, bodies = await asyncio.to_thread(
             predict_uploads,
@@ -182,13 +186,16 @@ async def predict(
             items,
             settings.ingest.max_pixels,
             state.model_lock,
-            settings.scope.mode == "refuse",
+            settings.scope,
+            [tags for _, _, tags in checked],
         )
     state.writer.submit(predictions)
     if state.shadow is not None:  # queued only: the challenger scores it after this answer
         state.shadow.submit(items, champion.version)
     for body in bodies:
         state.metrics.predictions.labels(body["label"], body["version"]).inc()
+        if not body["in_scope"]:
+            state.metrics.out_of_scope.labels(body["version"], "flagged").inc()
     return {"predictions": bodies}
 
 
@@ -199,7 +206,7 @@ async def explain(
     raw: Annotated[bool, Query(description="the heatmap values as JSON instead")] = False,
 ) -> Response:
     with state.traffic:
-        name, data = await read_checked(file, state.settings)
+        name, data, _ = await read_checked(file, state.settings)
         champion = get_champion(state)
         max_side = state.settings.serve_explain_max_side
         png, heatmap = await asyncio.to_thread(
@@ -233,7 +240,10 @@ async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
 async def bad_image(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BadImageError)
     state = get_state(request)
-    state.writer.submit(exc.log_row(state.holder.current), REJECTED_PREFIX)
+    champion = state.holder.current
+    state.writer.submit(exc.log_row(champion), REJECTED_PREFIX)
+    if exc.out_of_scope and champion is not None:
+        state.metrics.out_of_scope.labels(champion.version, "refused").inc()
     return JSONResponse(error_body(exc.reason, exc.name), status_code=exc.status)
 
 

@@ -43,9 +43,11 @@ def make_dicom(
     voi_lut: np.ndarray | None = None,
     jpeg_from: np.ndarray | None = None,
     patient_id: str = PHI["PatientID"],
+    tags: dict[str, str] | None = None,
 ) -> bytes:
     """A DICOM Part 10 file (Digital X-Ray) holding `stored`, or a JPEG Baseline encoding of the
-    8-bit `jpeg_from`, with every PHI tag filled."""
+    8-bit `jpeg_from`, with every PHI tag filled; `tags` set (or replace) others, e.g.
+    Modality or ViewPosition."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.encaps import encapsulate
     from pydicom.uid import (
@@ -69,6 +71,8 @@ def make_dicom(
     for tag, value in PHI.items():
         setattr(ds, tag, value)
     ds.PatientID = patient_id
+    for tag, value in (tags or {}).items():
+        setattr(ds, tag, value)
     pixels = jpeg_from if jpeg_from is not None else stored
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel = 1

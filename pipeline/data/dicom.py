@@ -6,9 +6,10 @@ and width, else the film's own value range), then MONOCHROME1 inverted so that a
 MONOCHROME2. Compressed transfer syntaxes are decoded by pydicom's plugins (pylibjpeg for JPEG).
 
 Privacy: only pixels leave this module, plus the photometric interpretation, bits stored and
-transfer syntax. The patient key is an HMAC of PatientID with a secret; no other tag (names,
-dates, accession numbers, institution) is read out, so none can reach the manifest, logs, MLflow,
-reports or the inference log.
+transfer syntax, and the four tags the intended-use check reads (`SCOPE_TAGS`: modality, body
+part, view and age, which identify no one). The patient key is an HMAC of PatientID with a secret;
+no other tag (names, dates, accession numbers, institution) is read out, so none can reach the
+manifest, logs, MLflow, reports or the inference log.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import numpy as np
 from PIL import Image
 
 GRAYSCALE = ("MONOCHROME1", "MONOCHROME2")
+# What the intended-use check reads (`pipeline.data.scope.tag_reasons`), and nothing more.
+SCOPE_TAGS = ("Modality", "BodyPartExamined", "ViewPosition", "PatientAge")
 
 
 class DicomError(ValueError):
@@ -35,6 +38,7 @@ class RenderedFilm:
     bits_stored: int
     transfer_syntax: str
     patient_id: str  # raw PatientID: only for `patient_key`, never stored or logged
+    scope_tags: dict[str, str]  # the `SCOPE_TAGS` present, for the intended-use check
 
 
 def is_dicom(data: bytes) -> bool:
@@ -106,7 +110,15 @@ def to_unit_range(ds, stored: np.ndarray) -> np.ndarray:
 def image_pixels(data: bytes, max_pixels: int) -> bytes:
     """The bytes a model reads: a DICOM film rendered to PNG (only its pixels go further, never
     a tag), anything else as it is. DicomError when a DICOM film cannot be rendered."""
-    return render_dicom(data, max_pixels).png if is_dicom(data) else data
+    return film_pixels(data, max_pixels)[0]
+
+
+def film_pixels(data: bytes, max_pixels: int) -> tuple[bytes, dict[str, str]]:
+    """`image_pixels`, and the film's `SCOPE_TAGS` (none for a JPEG or PNG)."""
+    if not is_dicom(data):
+        return data, {}
+    film = render_dicom(data, max_pixels)
+    return film.png, film.scope_tags
 
 
 def render_dicom(data: bytes, max_pixels: int) -> RenderedFilm:
@@ -131,4 +143,5 @@ def render_dicom(data: bytes, max_pixels: int) -> RenderedFilm:
         bits_stored=int(ds.get("BitsStored", 8) or 8),
         transfer_syntax=syntax_name,
         patient_id=str(ds.get("PatientID", "") or ""),
+        scope_tags={tag: str(ds.get(tag, "")).strip() for tag in SCOPE_TAGS if ds.get(tag)},
     )

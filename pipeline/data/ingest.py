@@ -19,9 +19,10 @@ import pandas as pd
 from pipeline.adapters.storage import ObjectStore, put_content_addressed, sha256_hex
 from pipeline.data.dicom import DicomError, is_dicom, patient_key, render_dicom
 from pipeline.data.images import SUFFIX, inspect_image
+from pipeline.data.scope import OUTSIDE_USE, tag_reasons
 from pipeline.files import listed_entries, read_listed
 from pipeline.progress import Progress, silent
-from pipeline.settings import IngestConfig
+from pipeline.settings import IngestConfig, ScopeConfig
 
 LABELS = ("NORMAL", "PNEUMONIA")
 SPLITS = ("train", "val", "test")
@@ -161,7 +162,11 @@ def _files_in(
 
 
 def describe_and_store(
-    source: SourceFile, store: ObjectStore, cfg: IngestConfig, patient_secret: Secret = no_secret
+    source: SourceFile,
+    store: ObjectStore,
+    cfg: IngestConfig,
+    patient_secret: Secret = no_secret,
+    scope_cfg: ScopeConfig | None = None,
 ) -> dict:
     """Hash, inspect and store one file; returns its manifest row plus whether it was new."""
     name = source.path.name
@@ -177,7 +182,7 @@ def describe_and_store(
         return {**row, "bytes": 0, "decodable": False, "issue": unread, "quarantined": True,
                 "_new": False}  # fmt: skip
     if is_dicom(data):
-        return describe_dicom(row, data, store, cfg, patient_secret)
+        return describe_dicom(row, data, store, cfg, patient_secret, scope_cfg or ScopeConfig())
     info = asdict(inspect_image(data, cfg.max_pixels))
     # Bad files are stored too: the quarantine report points at the exact bytes received.
     suffix = SUFFIX.get(info.pop("format"), source.path.suffix.lower())
@@ -194,10 +199,17 @@ def describe_and_store(
 
 
 def describe_dicom(
-    row: dict, data: bytes, store: ObjectStore, cfg: IngestConfig, patient_secret: Secret
+    row: dict,
+    data: bytes,
+    store: ObjectStore,
+    cfg: IngestConfig,
+    patient_secret: Secret,
+    scope_cfg: ScopeConfig,
 ) -> dict:
     """A DICOM film: the original stored as received, the rendering stored for the models, the
-    patient keyed by an HMAC of PatientID. No other tag is read (see pipeline.data.dicom)."""
+    patient keyed by an HMAC of PatientID. A film its tags put outside the intended use
+    (`tag_reasons`: a lateral view, CT, an adult) is quarantined: no model should learn from it.
+    No other tag is read (see pipeline.data.dicom)."""
     original_key, is_new = put_content_addressed(store, data, RAW_PREFIX, ".dcm")
     try:
         film = render_dicom(data, cfg.max_pixels)
@@ -207,6 +219,9 @@ def describe_dicom(
                 "issue": f"DICOM: {exc}", "quarantined": True, "_new": is_new}  # fmt: skip
     info = asdict(inspect_image(film.png, cfg.max_pixels))
     info.pop("format")
+    outside = tag_reasons(film.scope_tags, scope_cfg)
+    if outside and info["issue"] is None:
+        info["issue"] = OUTSIDE_USE + "; ".join(outside)
     key, _ = put_content_addressed(store, film.png, RENDERED_PREFIX, ".png")
     if film.patient_id:  # none given: the file name's rule, as for JPEG and PNG
         secret = patient_secret()
@@ -255,15 +270,19 @@ def ingest_folder(
     cfg: IngestConfig,
     progress: Progress = silent,
     patient_secret: Secret = no_secret,
+    scope_cfg: ScopeConfig | None = None,
 ) -> IngestResult:
     """Store every file under `path` and return the manifest rows (no split assigned yet).
 
-    `patient_secret` keys DICOM films' patients (`pipeline.data.dicom.patient_key`).
+    `patient_secret` keys DICOM films' patients (`pipeline.data.dicom.patient_key`);
+    `scope_cfg`: the intended-use rules DICOM films' tags are held to (defaults when None).
     """
     root = resolve_dataset_root(path)
     sources = discover_files(root)
     with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
-        rows = pool.map(lambda s: describe_and_store(s, store, cfg, patient_secret), sources)
+        rows = pool.map(
+            lambda s: describe_and_store(s, store, cfg, patient_secret, scope_cfg), sources
+        )
         collected = list(progress(rows, len(sources), "ingest"))
     frame = pd.DataFrame(collected)
     stored = int(frame.pop("_new").sum())

@@ -81,7 +81,7 @@ def ingest_dataset(
 ) -> IngestSummary:
     """Ingest `path`, assign splits by patient, store the manifest and the quarantine report."""
     secret = functools.partial(patient_secret, settings)  # read only if a DICOM film comes
-    result = ingest_folder(path, store, settings.ingest, progress, secret)
+    result = ingest_folder(path, store, settings.ingest, progress, secret, settings.scope)
     manifest = assign_splits(result.manifest, settings.split)
     version, is_new = save_manifest(store, manifest)
     quarantine = quarantine_report(manifest)
@@ -174,7 +174,9 @@ def count_new_labeled(path: Path, store: ObjectStore, settings: Settings) -> int
 def add_labeled(path: Path, store: ObjectStore, settings: Settings) -> LabeledSummary:
     """Ingest newly labelled images (Kaggle layout) into the latest manifest's train split."""
     secret = functools.partial(patient_secret, settings)
-    labeled = ingest_folder(path, store, settings.ingest, patient_secret=secret).manifest
+    labeled = ingest_folder(
+        path, store, settings.ingest, patient_secret=secret, scope_cfg=settings.scope
+    ).manifest
     usable = labeled[~labeled["quarantined"]]
     _, manifest = load_manifest(store)
     merged, left_out = merge_labeled(

@@ -15,14 +15,15 @@ import numpy as np
 import pandas as pd
 
 from pipeline.adapters.storage import ObjectStore, sha256_hex
-from pipeline.data.dicom import DicomError, image_pixels
+from pipeline.data.dicom import DicomError, film_pixels
 from pipeline.data.images import inspect_image
+from pipeline.data.scope import scope_reasons, tag_reasons
 from pipeline.files import listed_entries, read_listed
 from pipeline.monitor.champion import Champion
 from pipeline.monitor.drift_features import feature_table
 from pipeline.monitor.probe import NO_LOCK, probe_images
-from pipeline.monitor.scope import scope_reasons
 from pipeline.progress import Progress, silent
+from pipeline.settings import ScopeConfig
 
 Items = list[tuple[str, bytes]]
 Unread = list[tuple[str, str]]
@@ -61,20 +62,26 @@ def predict_batch(
     progress: Progress = silent,
     unread: Sequence[tuple[str, str]] = (),
     model_lock: AbstractContextManager = NO_LOCK,
+    scope_cfg: ScopeConfig | None = None,
+    tags: Sequence[dict[str, str]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(predictions with drift features, rejected images with the reason) for a batch.
 
     Images are told by their content, whatever they are called. `unread`: entries of the
     source that were never read, rejected with their reason. Both tables carry the model and
     time, so each can be logged (see `inference_log`). `model_lock`: held around model calls
-    only (the service's; see `probe_images`).
+    only (the service's; see `probe_images`). `scope_cfg`: the intended-use rules (defaults
+    when None); under its `refuse` mode a film outside the use is rejected, not scored.
+    `tags`: per item, DICOM scope tags read before it was rendered (the service renders on
+    upload), else they are read here.
     """
     now = now or datetime.now(UTC)
+    scope_cfg = scope_cfg or ScopeConfig()
     rejected = [rejection(name, reason, None, champion, now) for name, reason in unread]
-    good = []
-    for name, data in items:
-        try:  # a DICOM film's rendered pixels only: no tag reaches the log
-            data = image_pixels(data, max_pixels)
+    good, findings = [], []
+    for index, (name, data) in enumerate(items):
+        try:  # a DICOM film's rendered pixels and scope tags only: no other tag is read
+            data, found = film_pixels(data, max_pixels)
         except DicomError as exc:
             rejected.append(rejection(name, f"DICOM: {exc}", None, champion, now))
             continue
@@ -83,12 +90,14 @@ def predict_batch(
             rejected.append(rejection(name, info.issue, info.bit_depth, champion, now))
         else:
             good.append((name, data))
+            findings.append(tag_reasons(found or (tags[index] if tags else {}), scope_cfg))
     probabilities, embeddings, undecodable = probe_images(
         champion.probe, [data for _, data in good], progress=progress, model_lock=model_lock
     )
     for index, reason in undecodable.items():
         rejected.append(rejection(good[index][0], reason, None, champion, now))
     good = [item for index, item in enumerate(good) if index not in undecodable]
+    findings = [found for index, found in enumerate(findings) if index not in undecodable]
     images = [data for _, data in good]
     features = (
         feature_table(images, embeddings, probabilities, champion.projection, progress)
@@ -110,13 +119,22 @@ def predict_batch(
     )
     if good:
         predictions = pd.concat([predictions, features.drop(columns=["probability"])], axis=1)
-        predictions = predictions.assign(**scope_columns(images, embeddings, champion))
+        columns = scope_columns(images, embeddings, champion, findings)
+        predictions = predictions.assign(**columns)
+        if scope_cfg.mode == "refuse":  # no label for a film outside the intended use
+            outside = ~predictions["in_scope"]
+            for row in predictions[outside].itertuples():
+                rejected.append(rejection(row.image, row.scope_reasons, None, champion, now))
+            predictions = predictions[~outside].reset_index(drop=True)
     return predictions, pd.DataFrame(rejected, columns=REJECTED_COLUMNS)
 
 
-def scope_columns(images: list[bytes], embeddings: np.ndarray, champion: Champion) -> dict:
-    """`ood_distance`, `in_scope` and `scope_reasons` ("; "-joined, "" when in scope) per film."""
-    distances, reasons = scope_reasons(images, embeddings, champion.scope)
+def scope_columns(
+    images: list[bytes], embeddings: np.ndarray, champion: Champion, findings: list[list[str]]
+) -> dict:
+    """`ood_distance`, `in_scope` and `scope_reasons` ("; "-joined, "" when in scope) per film;
+    `findings`: what each film's DICOM tags said."""
+    distances, reasons = scope_reasons(images, embeddings, champion.scope, findings)
     return {
         "ood_distance": distances,
         "in_scope": [not found for found in reasons],

@@ -20,9 +20,9 @@ from pipeline.adapters.registry import (
     RegistryError,
     threshold_of,
 )
+from pipeline.data.scope import ScopeModel
 from pipeline.monitor.drift_features import Projection
 from pipeline.monitor.probe import embedding_model
-from pipeline.monitor.scope import ScopeModel
 from pipeline.train.card import read_stored_card
 
 MONITORED_MODEL = MODEL_NAMES["resnet"]
@@ -37,7 +37,7 @@ class Champion:
     model: object
     projection: Projection
     reference: pd.DataFrame
-    scope: ScopeModel | None = None  # the intended-use distance (`pipeline.monitor.scope`)
+    scope: ScopeModel | None = None  # the intended-use distance (`pipeline.data.scope`)
     info: dict = field(default_factory=dict)
     # The version's model card {"html": ..., "md": ...}; empty for versions registered before
     # cards existed.

@@ -20,8 +20,12 @@ from pipeline.monitor.signals import (
     IMAGE_SHIFT_COLUMNS,
     PrevalenceCheck,
     QualityCheck,
+    RepresentationCheck,
+    ScopeCheck,
     check_prevalence,
     check_quality,
+    check_representation,
+    check_scope,
     match_class_mix,
 )
 from pipeline.settings import DriftConfig
@@ -43,6 +47,8 @@ class DriftResult:
     matched_reference_rows: int = 0
     prevalence: PrevalenceCheck | None = None
     quality: QualityCheck | None = None
+    scope: ScopeCheck | None = None
+    representation: RepresentationCheck | None = None
 
     @property
     def drifted_share(self) -> float:
@@ -65,6 +71,8 @@ class DriftResult:
             "scores": self.scores,
             "prevalence": self.prevalence.summary() if self.prevalence else None,
             "quality": self.quality.summary() if self.quality else None,
+            "scope": self.scope.summary() if self.scope else None,
+            "representation": self.representation.summary() if self.representation else None,
         }
 
 
@@ -84,27 +92,38 @@ def check_drift(
     size_range: tuple[int, int] = (64, 8192),
     html: bool = True,
     rejected: pd.DataFrame | None = None,
+    scope_rate: float | None = None,
 ) -> DriftResult:
-    """Image shift, prevalence shift and data quality of `current` against `reference`.
+    """Image shift, prevalence shift, data quality and films outside the intended use of
+    `current` against `reference`.
 
     Too few current rows is not drift, but data quality is still judged: a window of films
     all refused (16-bit, say) has no scored rows and must not read as quiet. `threshold` is the
     champion's: predicted classes decide the class mix the reference is resampled to and the
-    prevalence test. `rejected`: the images refused in the same window. `html=False` skips the
-    report (nearly all the time of a check; the drift benchmark runs thousands).
+    prevalence test. `rejected`: the images refused in the same window. `scope_rate`: the share
+    of films the champion's intended-use cut-off flags on its own validation films (None: not
+    judged). `html=False` skips the report (nearly all the time of a check; the drift
+    benchmark runs thousands).
     """
     quality = check_quality(
         current, *size_range, cfg.blank_std, cfg.quality_max_share, rejected=rejected
     )
+    scope = (
+        None
+        if scope_rate is None
+        else check_scope(current, rejected, scope_rate, cfg.prevalence_alpha)
+    )
     if len(current) < cfg.min_current:
-        return DriftResult(INSUFFICIENT, len(current), len(reference), quality=quality)
+        return DriftResult(INSUFFICIENT, len(current), len(reference), quality=quality, scope=scope)
     prevalence = check_prevalence(reference, current, threshold, cfg.prevalence_alpha)
     matched = match_class_mix(reference, current, threshold)
     scores, drifted = _column_drift(matched, current)
     drifted = [c for c in drifted if c in IMAGE_SHIFT_COLUMNS]
-    status = (
-        DRIFT if apply_drift_rule(drifted, cfg) else PREVALENCE if prevalence.shifted else NO_DRIFT
+    representation = check_representation(
+        matched, current, cfg.representation_alpha, cfg.representation_permutations
     )
+    shifted = apply_drift_rule(drifted, cfg) or representation.shifted
+    status = DRIFT if shifted else PREVALENCE if prevalence.shifted else NO_DRIFT
     result = DriftResult(
         status=status,
         current_rows=len(current),
@@ -114,6 +133,8 @@ def check_drift(
         matched_reference_rows=len(matched),
         prevalence=prevalence,
         quality=quality,
+        scope=scope,
+        representation=representation,
     )
     if not html:
         return result
@@ -194,7 +215,9 @@ def _with_signals(
             "DRIFT" if result.image_shift else "none",
             f"{len(result.drifted_columns)} of {len(IMAGE_SHIFT_COLUMNS)} image columns drifted "
             f"({', '.join(result.drifted_columns) or 'none'}); rule {cfg.rule!r}, share "
-            f"{cfg.drift_share:g}; reference resampled to the batch's predicted class mix: "
+            f"{cfg.drift_share:g}; embedding components together (kernel MMD): p = "
+            f"{result.representation.p_value:.4f}, alpha {cfg.representation_alpha:g}; "
+            "reference resampled to the batch's predicted class mix: "
             f"{result.matched_reference_rows} of {result.reference_rows} rows",
         ),
         (
@@ -211,6 +234,17 @@ def _with_signals(
             or "no film outside the accepted ranges",
         ),
     ]
+    if result.scope is not None:
+        scope = result.scope
+        rows.append(
+            (
+                "Outside the intended use (alert only)",
+                "ALERT" if scope.alert else "none",
+                f"{scope.outside} of {scope.rows} films flagged or refused; the cut-off lets "
+                f"{scope.expected_rate:.0%} of validation films through; binomial p = "
+                f"{scope.p_value:.4f}, alpha {cfg.prevalence_alpha:g}",
+            )
+        )
     cells = "".join(
         f"<tr><th>{escape(name)}</th><td>{escape(state)}</td><td>{escape(detail)}</td></tr>"
         for name, state, detail in rows

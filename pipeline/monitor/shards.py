@@ -33,6 +33,7 @@ from pipeline.monitor.inference_log import (
     append_inference_log,
     parquet_bytes,
 )
+from pipeline.settings import ScopeConfig
 
 JOBS_PREFIX = "batch-jobs"
 RESULT_COLUMNS = [
@@ -151,13 +152,20 @@ def read_shard(source: Source, shard: Shard, store: ObjectStore) -> tuple[Items,
 
 
 def score_shard(
-    source: Source, shard: Shard, champion: Champion, store: ObjectStore, max_pixels: int
+    source: Source,
+    shard: Shard,
+    champion: Champion,
+    store: ObjectStore,
+    max_pixels: int,
+    scope_cfg: ScopeConfig,
 ) -> dict:
     """Score one shard, log it, and mark it done; its counts and time."""
     started = time.perf_counter()
     items, unread = read_shard(source, shard, store)
     now = datetime.now(UTC)
-    predictions, rejected = predict_batch(champion, items, max_pixels, now=now, unread=unread)
+    predictions, rejected = predict_batch(
+        champion, items, max_pixels, now=now, unread=unread, scope_cfg=scope_cfg
+    )
     name = f"batch-{shard.job}-{shard.index:06d}"
     for prefix, table in ((LOG_PREFIX, predictions), (REJECTED_PREFIX, rejected)):
         append_inference_log(store, table, now, prefix, name)

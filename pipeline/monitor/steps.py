@@ -18,6 +18,7 @@ import pandas as pd
 
 from pipeline.adapters.registry import CHALLENGER, CHAMPION, Reference, Registry, RegistryError
 from pipeline.adapters.storage import ObjectStore
+from pipeline.data.scope import fit_scope
 from pipeline.data.steps import patient_secret
 from pipeline.files import atomic_path
 from pipeline.monitor.batch import predict_batch, read_images
@@ -44,7 +45,6 @@ from pipeline.monitor.performance import (
     store_performance_check,
 )
 from pipeline.monitor.probe import embedding_model, probe_images
-from pipeline.monitor.scope import fit_scope
 from pipeline.progress import Progress, silent
 from pipeline.settings import ScopeConfig, Settings
 
@@ -84,7 +84,12 @@ def predict_source(
     items, unread = read_images(source, store)  # first: a wrong path is named before any champion
     champion = load_champion(registry, champion_cache(settings))
     predictions, rejected = predict_batch(
-        champion, items, settings.ingest.max_pixels, progress=progress, unread=unread
+        champion,
+        items,
+        settings.ingest.max_pixels,
+        progress=progress,
+        unread=unread,
+        scope_cfg=settings.scope,
     )
     log_key = append_inference_log(store, predictions)
     append_inference_log(store, rejected, prefix=REJECTED_PREFIX)
@@ -100,7 +105,7 @@ def profile_reference(
 ) -> Reference:
     """The reference a monitored model is registered with: drift features of `paths`
     (held-out images) with the PCA fitted on their embeddings, and the intended-use distance
-    fitted on the same embeddings (`pipeline.monitor.scope`)."""
+    fitted on the same embeddings (`pipeline.data.scope`)."""
     images = [Path(p).read_bytes() for p in paths]
     probabilities, embeddings, undecodable = probe_images(
         embedding_model(model), images, progress=progress
@@ -136,8 +141,17 @@ def run_drift_check(
     current = read_inference_log(store, champion.version, cfg.days, cfg.last_n, now)
     rejected = refused_in_window(store, champion.version, current, cfg.days, now)
     sides = (settings.validation.min_side, settings.validation.max_side)
+    # A version without a fitted distance is held to the rate one would be fitted for.
+    scope = champion.scope
+    scope_rate = scope.false_flag_rate if scope else settings.scope.false_flag_rate
     result = check_drift(
-        champion.reference, current, cfg, champion.threshold, sides, rejected=rejected
+        champion.reference,
+        current,
+        cfg,
+        champion.threshold,
+        sides,
+        rejected=rejected,
+        scope_rate=scope_rate,
     )
     summary = {
         **result.summary(cfg.rule),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
@@ -14,10 +15,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline.adapters.registry import CHAMPION
-from pipeline.data.dicom import DicomError, image_pixels
+from pipeline.data.dicom import DicomError, film_pixels
 from pipeline.data.images import inspect_image, not_an_image, sniff_format
 from pipeline.monitor.batch import predict_batch, rejection
 from pipeline.monitor.champion import Champion
+from pipeline.settings import ScopeConfig
 from pipeline.train.gradcam import gradcam, overlay_film
 from pipeline.train.inputs import UndecodableImageError, input_spec, prepare_image
 
@@ -26,10 +28,16 @@ class BadImageError(ValueError):
     """An upload the service refuses, with the reason and the HTTP status to answer."""
 
     def __init__(
-        self, name: str, reason: str, status: int = 422, bit_depth: int | None = None
+        self,
+        name: str,
+        reason: str,
+        status: int = 422,
+        bit_depth: int | None = None,
+        out_of_scope: bool = False,  # a readable film outside the intended use (refuse mode)
     ) -> None:
         super().__init__(f"{name}: {reason}")
         self.name, self.reason, self.status, self.bit_depth = name, reason, status, bit_depth
+        self.out_of_scope = out_of_scope
 
     def log_row(self, champion: Champion | None) -> pd.DataFrame:
         """The refusal as a rejected-log row, so the drift check counts it."""
@@ -37,10 +45,13 @@ class BadImageError(ValueError):
         return pd.DataFrame([rejection(self.name, self.reason, self.bit_depth, champion, now)])
 
 
-def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int) -> bytes:
-    """The image the model will read, or a refusal of what must never reach it: too large,
-    empty, neither JPEG, PNG nor a renderable DICOM film, bombs, odd modes. A DICOM film is
-    rendered to 8-bit PNG here (`pipeline.data.dicom`): only its pixels go further."""
+def check_upload(
+    name: str, data: bytes, max_bytes: int, max_pixels: int
+) -> tuple[bytes, dict[str, str]]:
+    """The image the model will read and its DICOM scope tags (none for JPEG/PNG), or a refusal
+    of what must never reach it: too large, empty, neither JPEG, PNG nor a renderable DICOM film,
+    bombs, odd modes. A DICOM film is rendered to 8-bit PNG here (`pipeline.data.dicom`): only
+    its pixels and the tags the intended-use check reads go further."""
     if len(data) > max_bytes:
         raise BadImageError(
             name, f"upload is {len(data)} bytes, over the {max_bytes}-byte limit", 413
@@ -48,7 +59,7 @@ def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int) -> byt
     if not data:
         raise BadImageError(name, "empty file (0 bytes)")
     try:
-        data = image_pixels(data, max_pixels)
+        data, tags = film_pixels(data, max_pixels)
     except DicomError as exc:
         raise BadImageError(name, f"DICOM: {exc}") from None
     if sniff_format(data) is None:
@@ -56,7 +67,7 @@ def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int) -> byt
     info = inspect_image(data, max_pixels)
     if info.issue is not None:
         raise BadImageError(name, info.issue, bit_depth=info.bit_depth)
-    return data
+    return data, tags
 
 
 def predict_uploads(
@@ -64,22 +75,27 @@ def predict_uploads(
     items: list[tuple[str, bytes]],
     max_pixels: int,
     model_lock: AbstractContextManager,
-    refuse_out_of_scope: bool = False,
+    scope_cfg: ScopeConfig,
+    tags: Sequence[dict[str, str]] | None = None,
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Predictions with drift features (for the log) and the per-image response bodies, each
-    saying whether the film is within the intended use and, if not, why. With
-    `refuse_out_of_scope` (PNEUMO_SCOPE__MODE=refuse) such a film is refused instead.
+    saying whether the film is within the intended use and, if not, why (`tags`: each upload's
+    DICOM scope tags, from `check_upload`). Under PNEUMO_SCOPE__MODE=refuse such a film is
+    refused instead.
 
     Only the model call holds `model_lock`; decoding and drift features run beside other
     requests.
     """
     start = time.perf_counter()
-    predictions, rejected = predict_batch(champion, items, max_pixels, model_lock=model_lock)
+    flag_only = scope_cfg.model_copy(update={"mode": "warn"})  # refused here, and counted
+    predictions, rejected = predict_batch(
+        champion, items, max_pixels, model_lock=model_lock, scope_cfg=flag_only, tags=tags
+    )
     for refused in rejected.itertuples():  # passed the upload check, refused by the decoder
         raise BadImageError(refused.image, refused.issue)
-    if refuse_out_of_scope:
+    if scope_cfg.mode == "refuse":
         for row in predictions[~predictions["in_scope"]].itertuples():
-            raise BadImageError(row.image, row.scope_reasons)
+            raise BadImageError(row.image, row.scope_reasons, out_of_scope=True)
     latency_ms = round(1000 * (time.perf_counter() - start), 1)
     bodies = [
         {

@@ -243,6 +243,7 @@ class ServiceMetrics:
     registry: CollectorRegistry
     latency: Histogram
     predictions: Counter
+    out_of_scope: Counter
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -250,7 +251,7 @@ class ServiceMetrics:
 
 def service_metrics(view: ServiceView) -> ServiceMetrics:
     """A registry of the service's own: request latency by route, predictions by label and
-    model version, and the live view."""
+    model version, films outside the intended use, and the live view."""
     registry = CollectorRegistry(auto_describe=True)
     latency = Histogram(
         "pneumo_request_duration_seconds",
@@ -265,5 +266,12 @@ def service_metrics(view: ServiceView) -> ServiceMetrics:
         ["label", "model_version"],
         registry=registry,
     )
+    out_of_scope = Counter(
+        "pneumo_out_of_scope",
+        "Films outside the intended use, by model version and answer: flagged (a label with "
+        "in_scope false) or refused (PNEUMO_SCOPE__MODE=refuse)",
+        ["model_version", "answer"],
+        registry=registry,
+    )
     registry.register(LiveCollector(view))
-    return ServiceMetrics(registry, latency, predictions)
+    return ServiceMetrics(registry, latency, predictions, out_of_scope)

@@ -154,19 +154,32 @@ def site_section(history: list[dict[str, Any]]) -> list[tuple[str, list[tuple]]]
 
 def scope_lines(scope: dict | None) -> list[str]:
     """How every prediction is checked against the intended use (`in_scope`)."""
+    scope = scope or {}
     checks = (
         "Every prediction says whether the film is within this use (`in_scope`, with the "
         "reasons): colour images and flat images are flagged"
     )
-    if scope is None:
-        return [f"{checks}; this version has no distance to its training films."]
-    return [
-        f"{checks}, and so are films unlike the training films: a Mahalanobis distance on the "
-        f"model's pooled features above {scope['cutoff']:.1f}, the cut-off above which "
-        f"{scope['false_flag_rate']:.0%} of the {scope['reference_films']} validation films "
-        "fall (each measured by a fit without it). `PNEUMO_SCOPE__MODE`: warn (default) or "
-        "refuse."
-    ]
+    if "cutoff" in scope:
+        checks += (
+            ", and so are films unlike the training films: a Mahalanobis distance on the "
+            f"model's pooled features above {scope['cutoff']:.1f}, the cut-off above which "
+            f"{scope['false_flag_rate']:.0%} of the {scope['reference_films']} validation films "
+            "fall (each measured by a fit without it)"
+        )
+    else:
+        checks += "; this version has no distance to its training films"
+    lines = [checks + ". `PNEUMO_SCOPE__MODE`: warn (default) or refuse."]
+    if "dicom" in scope:
+        rules = scope["dicom"]
+        low, high = rules["age_years"]
+        lines.append(
+            "DICOM films are also held to their tags, where present: Modality "
+            f"{' or '.join(rules['modalities'])}, BodyPartExamined "
+            f"{' or '.join(rules['body_parts'])}, ViewPosition {' or '.join(rules['views'])} "
+            f"and PatientAge {low} to {high} years (the training population); ingest "
+            "quarantines films outside them."
+        )
+    return lines
 
 
 def card_sections(card: dict[str, Any]) -> list[tuple[str, list[tuple]]]:

@@ -15,7 +15,7 @@ from pipeline.adapters.storage import ObjectStore
 from pipeline.data.manifest import load_manifest
 from pipeline.data.steps import ValidationSummary
 from pipeline.faults import checkpoint
-from pipeline.settings import Settings
+from pipeline.settings import ScopeConfig, Settings
 from pipeline.train.approval import PENDING
 from pipeline.train.calibration import strip_calibration
 from pipeline.train.candidate import Registration, build_candidate, collect_card
@@ -177,9 +177,7 @@ def register_model(
     card = collect_card(
         registered, trained, evaluation, decision, data, settings, context.provenance, approval
     )
-    if reference is not None and reference.scope is not None:
-        fitted = ("cutoff", "false_flag_rate", "reference_films")
-        card["scope"] = {key: reference.scope[key] for key in fitted}
+    card["scope"] = scope_entry(reference.scope if reference else None, settings.scope)
     card_uri = publish_card(registry, registered, card, evaluation, context.run_dir / trained.kind)
     registered = replace(registered, card_uri=card_uri)
     registry.set_description(
@@ -193,6 +191,18 @@ def register_model(
         registry.move_champion(registered.model, version, f"gate passed in run {run_id}")
         registered = replace(registered, champion=True)
     return registered
+
+
+def scope_entry(fitted: dict | None, cfg: ScopeConfig) -> dict:
+    """What the card says of the intended-use check: the distance's cut-off when one was
+    fitted, and the DICOM tag rules in force at registration."""
+    distance = (
+        {}
+        if fitted is None
+        else {key: fitted[key] for key in ("cutoff", "false_flag_rate", "reference_films")}
+    )
+    rules = {"modalities": cfg.modalities, "body_parts": cfg.body_parts, "views": cfg.views}
+    return {**distance, "dicom": {**rules, "age_years": cfg.age_years}}
 
 
 def publish_card(

@@ -97,6 +97,14 @@ def dicom_run(tmp_path_factory, prefect_harness) -> Iterator[DicomRun]:
                 answer = client.post("/predict", files={"file": (path.name, path.read_bytes())})
                 assert answer.status_code == 200, answer.text
                 outputs.append(answer.text)
+            # A lateral film: its own tags put it outside the intended use; still answered.
+            film = gray_film(sorted(jpegs.rglob("*.jpeg"))[0], side=64)
+            lateral = make_dicom(film, bits_stored=8, tags={"ViewPosition": "LL"})
+            answer = client.post("/predict", files={"file": ("lateral.dcm", lateral)})
+            outputs.append(answer.text)
+            body = answer.json()["predictions"][0]
+            assert body["in_scope"] is False
+            assert "outside intended use: ViewPosition LL" in body["scope_reasons"][0]
             explained = client.post(
                 "/explain", files={"file": (films[0].name, films[0].read_bytes())}
             )
@@ -121,10 +129,11 @@ def test_dicom_films_train_and_predict_with_patients_keyed(dicom_run: DicomRun) 
     # Films of one patient share a key: no patient is in two carved splits.
     carved = manifest[manifest["source_split"] == "train"]
     assert (carved.groupby("patient_id")["split"].nunique() == 1).all()
-    # Batch inference and the service logged their predictions: rendered films, scored.
+    # Batch inference and the service (three films and a lateral) logged their predictions:
+    # rendered films, scored.
     log = read_inference_log(store)
     tested = sum(1 for path in dicom_run.originals if path.startswith("test/"))
-    assert len(log) == tested + 3 and log["probability"].between(0, 1).all()
+    assert len(log) == tested + 4 and log["probability"].between(0, 1).all()
 
 
 def searchable_texts(home: Path) -> Iterator[tuple[str, str]]:

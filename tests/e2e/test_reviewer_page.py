@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from flows.ui import free_port, is_up
 from pipeline.serve.auth import hash_key
@@ -62,6 +63,8 @@ def test_reviewers_drop_xrays_and_see_label_probability_and_gradcam(
 
     not_an_image = tmp_path / "notes.jpeg"
     not_an_image.write_text("Patient notes: not an image\n")
+    flat = tmp_path / "flat.png"
+    Image.new("L", (200, 160), 128).save(flat)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium())
         page = browser.new_page()
@@ -76,16 +79,22 @@ def test_reviewers_drop_xrays_and_see_label_probability_and_gradcam(
         expect(card.locator("h1")).to_contain_text("Model card: pneumonia-resnet")
         expect(card.locator("h2", has_text="Intended use")).to_be_visible()
 
-        page.get_by_test_id("files").set_input_files([*IMAGES, not_an_image])
+        page.get_by_test_id("files").set_input_files([*IMAGES, not_an_image, flat])
         results = page.get_by_test_id("result")
-        expect(results).to_have_count(3, timeout=120_000)
-        expect(page.get_by_test_id("gradcam")).to_have_count(2, timeout=120_000)
+        expect(results).to_have_count(4, timeout=120_000)
+        expect(page.get_by_test_id("gradcam")).to_have_count(3, timeout=120_000)
 
-        # Cards are newest first: the rejected file, then the two X-rays.
-        expect(results.nth(0).get_by_test_id("error")).to_contain_text(
+        # Cards are newest first: the flat image, the rejected file, then the two X-rays.
+        warning = results.nth(0).get_by_test_id("scope-warning")
+        expect(warning).to_contain_text("Warning: outside intended use: a flat image")
+        # Above the label, where it is read first.
+        assert warning.evaluate(
+            "w => !!(w.compareDocumentPosition(w.parentElement.querySelector('.label')) & 4)"
+        )
+        expect(results.nth(1).get_by_test_id("error")).to_contain_text(
             "Not scored: not a JPEG, PNG or DICOM image"
         )
-        for card, image in zip((results.nth(2), results.nth(1)), IMAGES, strict=True):
+        for card, image in zip((results.nth(3), results.nth(2)), IMAGES, strict=True):
             expect(card).to_contain_text(image.name)
             expect(card.get_by_test_id("label")).to_have_text(re.compile(r"^(NORMAL|PNEUMONIA)$"))
             expect(card.get_by_test_id("probability")).to_contain_text(

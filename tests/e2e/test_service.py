@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -284,12 +285,22 @@ def test_no_model_means_503(trained) -> None:
         assert response.status_code == 503 and "no model loaded" in response.json()["error"]
 
 
+def out_of_scope(scraped: str, version: str) -> dict[str, float]:
+    """pneumo_out_of_scope_total by answer, for `version`, from a /metrics scrape."""
+    found = re.findall(
+        rf'pneumo_out_of_scope_total{{answer="(\w+)",model_version="{version}"}} (\S+)', scraped
+    )
+    return {answer: float(value) for answer, value in found}
+
+
 def test_every_answer_says_whether_the_film_is_within_the_intended_use(client, monkeypatch) -> None:
+    from pipeline.monitor.inference_log import REJECTED_PREFIX
     from pipeline.settings import ScopeConfig
 
     service = state(client)
+    before = out_of_scope(client.get("/metrics").text, service.holder.current.version)
     scope = service.holder.current.scope  # fitted on the val films at registration
-    assert scope is not None and np.isfinite(scope.cutoff) and scope.false_flag_rate == 0.02
+    assert scope is not None and np.isfinite(scope.cutoff) and scope.false_flag_rate == 0.01
     film = client.post("/predict", files=upload(IMAGES[0])).json()["predictions"][0]
     assert isinstance(film["in_scope"], bool) and isinstance(film["scope_reasons"], list)
     flat = io.BytesIO()
@@ -307,3 +318,12 @@ def test_every_answer_says_whether_the_film_is_within_the_intended_use(client, m
     assert refused.status_code == 422
     assert refused.json()["image"] == "flat.png"
     assert refused.json()["error"].startswith("outside intended use: a flat image")
+    logged = wait_for_logged(client, REJECTED_PREFIX, "image", "flat.png", 1)
+    assert logged["issue"].iloc[0] == refused.json()["error"]
+    # /metrics counts both answers, so a rising share shows without reading the log.
+    version = service.holder.current.version
+    scraped = client.get("/metrics").text
+    counts = {"flagged": 1 + (not film["in_scope"]), "refused": 1}
+    assert out_of_scope(scraped, version) == {
+        answer: before.get(answer, 0) + count for answer, count in counts.items()
+    }

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.data.dicom import DicomError, is_dicom, patient_key, render_dicom
+from pipeline.data.dicom import DicomError, film_pixels, is_dicom, patient_key, render_dicom
 from tests.conftest import SAMPLE
 from tests.dicom import gray_film, make_dicom
 
@@ -82,9 +82,14 @@ def test_jpeg_compressed_films_decode(film: np.ndarray) -> None:
 
 
 def test_only_pixels_and_acquisition_facts_come_out(film: np.ndarray) -> None:
-    out = render_dicom(make_dicom(film.astype(np.uint16) * 16, bits_stored=12), LIMIT)
+    view = {"ViewPosition": "AP", "PatientAge": "004Y", "BodyPartExamined": "CHEST"}
+    out = render_dicom(make_dicom(film.astype(np.uint16) * 16, bits_stored=12, tags=view), LIMIT)
     assert (out.photometric, out.bits_stored) == ("MONOCHROME2", 12)
     assert Image.open(io.BytesIO(out.png)).mode == "L"
+    # The intended-use check's four tags and nothing else (make_dicom fills every PHI tag).
+    assert out.scope_tags == {"Modality": "DX", **view}
+    assert film_pixels(make_dicom(film, bits_stored=8), LIMIT)[1] == {"Modality": "DX"}
+    assert film_pixels(XRAY.read_bytes(), LIMIT) == (XRAY.read_bytes(), {})
 
 
 def test_the_patient_key_is_stable_and_needs_the_secret() -> None:

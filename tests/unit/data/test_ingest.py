@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.adapters.storage import LocalStore
 from pipeline.data.ingest import MANIFEST_COLUMNS, IngestError, ingest_folder
-from pipeline.settings import Settings
+from pipeline.settings import ScopeConfig, Settings
 from tests.conftest import SAMPLE, image_bytes, make_dataset, write
 
 
@@ -160,3 +160,28 @@ def test_dicom_films_keep_their_original_and_only_a_keyed_patient(
     assert rows["a.dcm"].patient_id == rows["b.dcm"].patient_id != rows["c.dcm"].patient_id
     text = manifest.reset_index().to_csv()
     assert not [value for value in PHI.values() if value in text]
+
+
+def test_a_dicom_film_outside_the_intended_use_is_quarantined(
+    tmp_path: Path, store: LocalStore, settings: Settings
+) -> None:
+    from tests.dicom import gray_film, make_dicom
+
+    film = gray_film(sorted((SAMPLE / "train" / "NORMAL").glob("*.jpeg"))[0])
+    write(tmp_path / "train" / "NORMAL" / "a.dcm", make_dicom(film, bits_stored=8))
+    adult = make_dicom(film, bits_stored=8, tags={"ViewPosition": "PA", "PatientAge": "034Y"})
+    write(tmp_path / "train" / "NORMAL" / "b.dcm", adult)
+    manifest = ingest_folder(
+        tmp_path, store, settings.ingest, patient_secret=lambda: "test-secret"
+    ).manifest.set_index("path")
+    assert not manifest.loc["train/NORMAL/a.dcm", "quarantined"]
+    row = manifest.loc["train/NORMAL/b.dcm"]
+    assert row.quarantined and row.issue == (
+        "outside intended use: PatientAge 034Y (the training films are of children aged 1 to 5)"
+    )
+    # The rule is the deployment's: a site that trains on older children says so.
+    older = ScopeConfig(age_years=(1, 40))
+    again = ingest_folder(
+        tmp_path, store, settings.ingest, patient_secret=lambda: "s", scope_cfg=older
+    )
+    assert not again.manifest["quarantined"].any()

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from pipeline.adapters.storage import LocalStore
+from pipeline.data.dicom import image_pixels
 from pipeline.monitor.batch import predict_batch, read_images
 from pipeline.monitor.champion import Champion
 from pipeline.monitor.drift_features import (
@@ -14,9 +15,10 @@ from pipeline.monitor.drift_features import (
     fit_projection,
     image_features,
 )
-from pipeline.settings import TrainConfig
+from pipeline.settings import ScopeConfig, TrainConfig
 from pipeline.train.models import build_cnn
-from tests.conftest import bad_crc_png, image_bytes, write
+from tests.conftest import SAMPLE, bad_crc_png, image_bytes, write
+from tests.dicom import gray_film, make_dicom
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +106,22 @@ def test_an_image_the_model_cannot_decode_is_rejected_not_a_failed_batch(
         .iloc[0]
         .startswith("not decodable by the model's decoder: Invalid PNG data")
     )
+
+
+def test_a_film_outside_the_intended_use_is_flagged_or_refused(champion: Champion) -> None:
+    film = gray_film(sorted((SAMPLE / "train" / "NORMAL").glob("*.jpeg"))[0])
+    lateral = make_dicom(film, bits_stored=8, tags={"ViewPosition": "LL"})
+    items = [("lateral.dcm", lateral), ("frontal.dcm", make_dicom(film, bits_stored=8))]
+    reason = "outside intended use: ViewPosition LL (expected PA or AP: a frontal film)"
+    flagged, _ = predict_batch(champion, items, 10_000_000)
+    assert list(flagged["in_scope"]) == [False, True]
+    assert list(flagged["scope_reasons"]) == [reason, ""]
+    # Tags read before the film was rendered (the service's upload check) count the same.
+    rendered = [("upload", image_pixels(lateral, 10_000_000))]
+    told, _ = predict_batch(champion, rendered, 10_000_000, tags=[{"ViewPosition": "LL"}])
+    assert list(told["scope_reasons"]) == [reason]
+    # refuse: no label for it, a rejected-log row with the reasons instead.
+    refuse = ScopeConfig(mode="refuse")
+    scored, rejected = predict_batch(champion, items, 10_000_000, scope_cfg=refuse)
+    assert list(scored["image"]) == ["frontal.dcm"]
+    assert dict(zip(rejected["image"], rejected["issue"], strict=True)) == {"lateral.dcm": reason}

@@ -16,8 +16,8 @@ from pipeline.monitor.drift import (
     check_drift,
     evidently_report,
 )
-from pipeline.monitor.drift_features import FEATURE_COLUMNS
-from pipeline.monitor.signals import IMAGE_SHIFT_COLUMNS
+from pipeline.monitor.drift_features import EMBEDDING_COLUMNS, FEATURE_COLUMNS
+from pipeline.monitor.signals import IMAGE_SHIFT_COLUMNS, check_scope
 from pipeline.settings import DriftConfig
 
 
@@ -145,3 +145,64 @@ def test_washed_out_films_at_the_same_mix_are_image_drift() -> None:
     result = check_drift(reference, washed_out, DriftConfig(), threshold=0.5, html=False)
     assert result.status == DRIFT and not result.prevalence.shifted
     assert {"contrast", "p05", "p95"} <= set(result.drifted_columns)
+
+
+def test_a_rising_share_of_films_outside_the_intended_use_is_its_own_alert() -> None:
+    reference = pd.DataFrame(np.zeros((40, len(FEATURE_COLUMNS))), columns=list(FEATURE_COLUMNS))
+    quiet = reference.iloc[:5].assign(in_scope=[True, True, True, True, False])
+    # A few flagged films are what the cut-off lets through: no alert on 1 of 100 at 2 %.
+    window = pd.concat([quiet.assign(in_scope=True)] * 19 + [quiet])
+    assert not check_scope(window, None, 0.02, 0.01).alert
+    # Rows logged before the check existed (no `in_scope`) say nothing either way.
+    older = pd.concat([window, reference.assign(in_scope=np.nan)])
+    assert check_scope(older, None, 0.02, 0.01).rows == 100
+    # Refusals under PNEUMO_SCOPE__MODE=refuse count as outside; other refusals do not.
+    rejected = pd.DataFrame(
+        {
+            "issue": ["outside intended use: ViewPosition LL (expected PA or AP: a frontal film)"]
+            * 6
+            + ["unlike the training films (distance 14.0 > 9.2)", "empty file (0 bytes)"],
+            "bit_depth": [np.nan] * 8,
+        }
+    )
+    result = check_drift(
+        reference, window, DriftConfig(min_current=200), 0.5, rejected=rejected, scope_rate=0.02
+    )
+    assert result.status == INSUFFICIENT  # no image-shift test on 100 rows here, still judged
+    scope = result.summary("share")["scope"]
+    assert (scope["rows"], scope["outside"], scope["alert"]) == (107, 8, True)
+    refusals = {k: n for k, n in result.quality.flagged.items() if k.startswith("refused")}
+    assert refusals == {
+        "refused: outside the intended use": 7,
+        "refused: unreadable, empty, too large, or an unsupported type or mode": 1,
+    }
+    assert check_drift(reference, window, DriftConfig(min_current=200), 0.5).scope is None
+
+
+def embedding_frame(rows: int, seed: int, positive_share: float = 0.5) -> pd.DataFrame:
+    """Rows whose embedding components depend on the predicted class, as real films' do."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(rows, len(FEATURE_COLUMNS))), columns=FEATURE_COLUMNS)
+    positive = rng.random(rows) < positive_share
+    frame["probability"] = np.where(positive, 0.9, 0.1)
+    frame[list(EMBEDDING_COLUMNS)] += np.where(positive, 2.0, -2.0)[:, None]
+    return frame
+
+
+def test_the_embedding_components_are_tested_together_against_the_class_matched_films() -> None:
+    reference = embedding_frame(600, seed=0)
+    cfg = DriftConfig()
+    # A batch of mostly one class is not a shift of the films: the reference is matched first.
+    mostly_positive = embedding_frame(100, seed=1, positive_share=0.9)
+    result = check_drift(reference, mostly_positive, cfg, threshold=0.5, html=False)
+    assert not result.representation.shifted, result.representation
+    # Each component moved by 0.4 sd: together they are plainly another population.
+    moved = mostly_positive.copy()
+    moved[list(EMBEDDING_COLUMNS)] += 0.4
+    result = check_drift(reference, moved, cfg, threshold=0.5, html=False)
+    assert result.representation.shifted and result.representation.p_value < 0.01
+    assert result.status == DRIFT and result.summary("share")["representation"]["shifted"]
+    # alpha 0 turns the test off; the per-column rule still decides.
+    off = check_drift(reference, moved, DriftConfig(representation_alpha=0), 0.5, html=False)
+    assert not off.representation.shifted
+    assert off.image_shift == apply_drift_rule(off.drifted_columns, cfg)

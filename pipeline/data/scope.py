@@ -6,14 +6,19 @@ Two kinds of signal, each a reason a caller can read:
   films (the validation films, held out from training, as the drift reference). Its cut-off is
   the quantile of the reference films' own distances that gives `false_flag_rate`, each film
   measured by a model fitted without its fold, so the cut-off is not set on films the model
-  was fitted on. Measured on the full-scale champion (README): 1.4 % of the carved test films
-  and 2.0 % of the site's films flagged; CT and MR films, flat and noise images all flagged;
-- cheap image checks: a colour image is not a radiograph; a flat film shows nothing.
+  was fitted on. Measured on the full-scale champion (`benchmarks/scope_quality.py`, README):
+  at the default 1 %, 1.1 % of the carved test films and 2.0 % of the site's films flagged;
+  every non-chest image tried (CT, MR, NM, photographs, flat and noise images) flagged;
+- cheap image checks: a colour image is not a radiograph; a flat film shows nothing;
+- a DICOM film's own tags, where present: modality, body part, view (a lateral film is out) and
+  the patient's age against the training population's (`ScopeConfig`).
 """
 
 from __future__ import annotations
 
 import io
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +32,12 @@ CHECK_SIDE = 128  # the cheap checks read a reduced decode
 # stored as RGB). Spread: the gray film's standard deviation; at least 24.8 on the same films
 # (median 57.7).
 MAX_COLOUR, MIN_SPREAD = 8.0, 10.0
+# DICOM age string (PS3.5 AS): three digits and a unit, days, weeks, months or years.
+AGE = re.compile(r"^(\d{3})([DWMY])$")
+DAYS_PER_UNIT = {"D": 1.0, "W": 7.0, "M": 365.25 / 12, "Y": 365.25}
+# How every reason starts: the drift check tells scope refusals from unreadable files by it.
+OUTSIDE_USE, UNLIKE_TRAINING = "outside intended use: ", "unlike the training films "
+REASON_STARTS = (OUTSIDE_USE, UNLIKE_TRAINING)
 
 
 @dataclass(frozen=True)
@@ -114,21 +125,54 @@ def image_reasons(data: bytes) -> list[str]:
     return reasons
 
 
+def age_in_years(value: str) -> int | None:
+    """Whole years of a DICOM age string ("004Y", "018M"); None when it is not one."""
+    match = AGE.match(value.strip().upper())
+    if match is None:
+        return None
+    return int(int(match[1]) * DAYS_PER_UNIT[match[2]] // 365.25)
+
+
+def tag_reasons(tags: dict[str, str], cfg: ScopeConfig) -> list[str]:
+    """The DICOM tags that put a film outside the intended use. An absent tag says nothing (many
+    exports drop them); a present one must match what the training films were."""
+    expected = {
+        "Modality": (cfg.modalities, "a radiograph"),
+        "BodyPartExamined": (cfg.body_parts, "a chest film"),
+        "ViewPosition": (cfg.views, "a frontal film"),
+    }
+    reasons = []
+    for tag, (allowed, what) in expected.items():
+        value = tags.get(tag, "").upper()
+        if value and value not in allowed:
+            reasons.append(f"{tag} {value} (expected {' or '.join(allowed)}: {what})")
+    age = tags.get("PatientAge", "")
+    years, (low, high) = age_in_years(age), cfg.age_years
+    if years is not None and not low <= years <= high:
+        reasons.append(
+            f"PatientAge {age.strip()} (the training films are of children aged {low} to {high})"
+        )
+    return reasons
+
+
 def scope_reasons(
-    images: list[bytes], embeddings: np.ndarray, model: ScopeModel | None
+    images: list[bytes],
+    embeddings: np.ndarray,
+    model: ScopeModel | None,
+    tag_findings: Sequence[list[str]] | None = None,
 ) -> tuple[np.ndarray, list[list[str]]]:
     """(distance per film, NaN without a fitted model; the reasons each film is outside the
-    intended use, empty when it is inside)."""
+    intended use, empty when it is inside). `tag_findings`: per film, what `tag_reasons` found
+    in its DICOM tags."""
     if model is None or len(images) == 0:
         distances = np.full(len(images), np.nan)
     else:
         distances = model.distances(embeddings)
+    tag_findings = tag_findings or [[] for _ in images]
     reasons = []
-    for data, distance in zip(images, distances, strict=True):
-        found = [f"outside intended use: {reason}" for reason in image_reasons(data)]
+    for data, distance, tagged in zip(images, distances, tag_findings, strict=True):
+        found = [OUTSIDE_USE + reason for reason in [*tagged, *image_reasons(data)]]
         if model is not None and distance > model.cutoff:
-            found.append(
-                f"unlike the training films (distance {distance:.1f} > {model.cutoff:.1f})"
-            )
+            found.append(f"{UNLIKE_TRAINING}(distance {distance:.1f} > {model.cutoff:.1f})")
         reasons.append(found)
     return distances, reasons

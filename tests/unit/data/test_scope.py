@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.monitor.scope import ScopeModel, fit_scope, image_reasons, scope_reasons
+from pipeline.data.scope import (
+    ScopeModel,
+    age_in_years,
+    fit_scope,
+    image_reasons,
+    scope_reasons,
+    tag_reasons,
+)
 from pipeline.settings import ScopeConfig
 from tests.conftest import SAMPLE
 
@@ -32,7 +39,7 @@ def reference(rows: int, seed: int = 0) -> np.ndarray:
 
 
 def test_the_cut_off_flags_the_named_share_of_new_reference_like_films() -> None:
-    cfg = ScopeConfig(components=10)
+    cfg = ScopeConfig(components=10, false_flag_rate=0.02)
     model = fit_scope(reference(600), cfg)
     assert (model.false_flag_rate, model.reference_films) == (0.02, 600)
     assert model.components.shape == (10, 64)
@@ -86,3 +93,42 @@ def test_reasons_name_the_distance_and_say_outside_intended_use() -> None:
 def test_the_false_flag_rate_is_a_share_below_one_half(rate: float) -> None:
     with pytest.raises(ValueError, match="false_flag_rate"):
         ScopeConfig(false_flag_rate=rate)
+
+
+CHILDREN = "(the training films are of children aged 1 to 5)"
+
+
+@pytest.mark.parametrize(
+    ("tags", "reasons"),
+    [
+        ({}, []),  # JPEG, PNG or a DICOM export without them: nothing to hold against it
+        ({"Modality": "CR", "BodyPartExamined": "chest", "ViewPosition": "PA"}, []),
+        ({"Modality": "DX", "ViewPosition": "AP", "PatientAge": "018M"}, []),
+        ({"Modality": "OT"}, ["Modality OT (expected CR or DX: a radiograph)"]),
+        ({"Modality": "CT", "BodyPartExamined": "ABDOMEN"}, [
+            "Modality CT (expected CR or DX: a radiograph)",
+            "BodyPartExamined ABDOMEN (expected CHEST: a chest film)",
+        ]),
+        ({"ViewPosition": "LL"}, ["ViewPosition LL (expected PA or AP: a frontal film)"]),
+        ({"PatientAge": "045Y"}, [f"PatientAge 045Y {CHILDREN}"]),
+        ({"PatientAge": "011M"}, [f"PatientAge 011M {CHILDREN}"]),
+        ({"PatientAge": "4 years"}, []),  # not an age string: it says nothing either way
+    ],
+)  # fmt: skip
+def test_dicom_tags_put_a_film_outside_the_intended_use(
+    tags: dict[str, str], reasons: list[str]
+) -> None:
+    assert tag_reasons(tags, ScopeConfig()) == reasons
+
+
+def test_ages_count_whole_years_and_the_range_is_configurable() -> None:
+    assert [age_in_years(a) for a in ("004Y", "071M", "208W", "400D", "12Y")] == [4, 5, 3, 1, None]
+    older = ScopeConfig(age_years=(1, 10))
+    assert tag_reasons({"PatientAge": "009Y"}, older) == []
+    with pytest.raises(ValueError, match="age_years"):
+        ScopeConfig(age_years=(5, 1))
+
+
+def test_tag_findings_join_the_image_reasons() -> None:
+    _, reasons = scope_reasons([FILM, FILM], np.zeros((2, 64)), None, [["ViewPosition LL"], []])
+    assert reasons == [["outside intended use: ViewPosition LL"], []]
