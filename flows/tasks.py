@@ -230,7 +230,9 @@ def shadow_required(settings: Settings, model: str) -> bool:
 def reference_task(trained: TrainedModel, data: PreparedData, settings: Settings) -> Reference:
     # Held-out images, scored out-of-sample as production images will be: the training images
     # would look more confident to the model than anything it sees later.
-    return profile_reference(trained.model, data.val.paths, settings.scope, progress_bar)
+    # The carved test split measures the check on films of the same period it was not set on.
+    tests = (data.carved_test or data.test).paths
+    return profile_reference(trained.model, data.val.paths, settings.scope, progress_bar, tests)
 
 
 @step("recover", IO)

@@ -10,6 +10,7 @@ import functools
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ import pandas as pd
 
 from pipeline.adapters.registry import CHALLENGER, CHAMPION, Reference, Registry, RegistryError
 from pipeline.adapters.storage import ObjectStore
-from pipeline.data.scope import fit_scope
+from pipeline.data.scope import ScopeModel, fit_scope, scope_reasons
 from pipeline.data.steps import patient_secret
 from pipeline.files import atomic_path
 from pipeline.monitor.batch import predict_batch, read_images
@@ -101,21 +102,39 @@ def predict_source(
 
 
 def profile_reference(
-    model, paths: list[str], scope: ScopeConfig, progress: Progress = silent
+    model,
+    paths: list[str],
+    scope: ScopeConfig,
+    progress: Progress = silent,
+    test_paths: Sequence[str] = (),
 ) -> Reference:
     """The reference a monitored model is registered with: drift features of `paths`
     (held-out images) with the PCA fitted on their embeddings, and the intended-use distance
-    fitted on the same embeddings (`pipeline.data.scope`)."""
+    fitted on the same embeddings (`pipeline.data.scope`), with the share of `test_paths`
+    (films of the same period it was not fitted on) that the check flags."""
+    probe = embedding_model(model)
     images = [Path(p).read_bytes() for p in paths]
-    probabilities, embeddings, undecodable = probe_images(
-        embedding_model(model), images, progress=progress
-    )
+    probabilities, embeddings, undecodable = probe_images(probe, images, progress=progress)
     if undecodable:  # usable training images were decoded by the same decoder: cannot happen
         names = ", ".join(paths[index] for index in undecodable)
         raise ValueError(f"reference images the model cannot decode: {names}")
     projection = fit_projection(embeddings)
     features = feature_table(images, embeddings, probabilities, projection, progress)
-    return Reference(features, projection.to_json(), fit_scope(embeddings, scope).to_json())
+    fitted = fit_scope(embeddings, scope)
+    scope_json = fitted.to_json()
+    if test_paths:
+        scope_json |= measure_scope(probe, fitted, test_paths, progress)
+    return Reference(features, projection.to_json(), scope_json)
+
+
+def measure_scope(probe, fitted: ScopeModel, paths: Sequence[str], progress: Progress) -> dict:
+    """How many of `paths` the intended-use check flags (distance and image checks), for the
+    model card: the rate on films the cut-off was not set on."""
+    images = [Path(p).read_bytes() for p in paths]
+    _, embeddings, undecodable = probe_images(probe, images, progress=progress)
+    images = [data for index, data in enumerate(images) if index not in undecodable]
+    _, reasons = scope_reasons(images, embeddings, fitted)
+    return {"test_films": len(images), "test_flag_rate": sum(map(bool, reasons)) / len(images)}
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,11 @@ def scope_lines(scope: dict | None) -> list[str]:
             f"{scope['false_flag_rate']:.0%} of the {scope['reference_films']} validation films "
             "fall (each measured by a fit without it)"
         )
+        if "test_films" in scope:
+            checks += (
+                f"; of the {scope['test_films']} carved test films (the same period, not used to "
+                f"set it) the check flagged {scope['test_flag_rate']:.1%}"
+            )
     else:
         checks += "; this version has no distance to its training films"
     lines = [checks + ". `PNEUMO_SCOPE__MODE`: warn (default) or refuse."]

@@ -195,12 +195,10 @@ def register_model(
 
 def scope_entry(fitted: dict | None, cfg: ScopeConfig) -> dict:
     """What the card says of the intended-use check: the distance's cut-off when one was
-    fitted, and the DICOM tag rules in force at registration."""
-    distance = (
-        {}
-        if fitted is None
-        else {key: fitted[key] for key in ("cutoff", "false_flag_rate", "reference_films")}
-    )
+    fitted (and its flag rate on the carved test films, when measured), and the DICOM tag
+    rules in force at registration."""
+    kept = ("cutoff", "false_flag_rate", "reference_films", "test_films", "test_flag_rate")
+    distance = {} if fitted is None else {key: fitted[key] for key in kept if key in fitted}
     rules = {"modalities": cfg.modalities, "body_parts": cfg.body_parts, "views": cfg.views}
     return {**distance, "dicom": {**rules, "age_years": cfg.age_years}}
 

@@ -301,6 +301,9 @@ def test_every_answer_says_whether_the_film_is_within_the_intended_use(client, m
     before = out_of_scope(client.get("/metrics").text, service.holder.current.version)
     scope = service.holder.current.scope  # fitted on the val films at registration
     assert scope is not None and np.isfinite(scope.cutoff) and scope.false_flag_rate == 0.01
+    # The card states the rate the check measured on the test films at registration.
+    card = service.holder.current.card["md"]
+    assert re.search(r"of the \d+ carved test films .* flagged \d+\.\d%", card)
     film = client.post("/predict", files=upload(IMAGES[0])).json()["predictions"][0]
     assert isinstance(film["in_scope"], bool) and isinstance(film["scope_reasons"], list)
     flat = io.BytesIO()

@@ -69,10 +69,13 @@ def test_a_decision_shows_who_when_and_why() -> None:
 
 
 def test_the_intended_use_says_how_every_prediction_is_checked() -> None:
-    fitted = {"cutoff": 9.42, "false_flag_rate": 0.02, "reference_films": 787}
+    fitted = {"cutoff": 9.42, "false_flag_rate": 0.02, "reference_films": 787, "test_films": 784}
+    fitted["test_flag_rate"] = 0.011
     rules = {"modalities": ["CR", "DX"], "body_parts": ["CHEST"], "views": ["PA", "AP"]}
     text = render_markdown(card(scope={**fitted, "dicom": {**rules, "age_years": [1, 5]}}))
     assert "pooled features above 9.4, the cut-off above which 2% of the 787 validation" in text
+    assert "of the 784 carved test films (the same period, not used to set it) the check" in text
+    assert "flagged 1.1%" in text
     assert (
         "Modality CR or DX, BodyPartExamined CHEST, ViewPosition PA or AP and PatientAge 1 to 5"
         " years" in text
