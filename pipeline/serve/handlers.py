@@ -17,6 +17,7 @@ import pandas as pd
 from pipeline.adapters.registry import CHAMPION
 from pipeline.data.dicom import DicomError, film_pixels
 from pipeline.data.images import inspect_image, not_an_image, sniff_format
+from pipeline.data.scope import REASON_STARTS
 from pipeline.monitor.batch import predict_batch, rejection
 from pipeline.monitor.champion import Champion
 from pipeline.settings import ScopeConfig
@@ -87,15 +88,14 @@ def predict_uploads(
     requests.
     """
     start = time.perf_counter()
-    flag_only = scope_cfg.model_copy(update={"mode": "warn"})  # refused here, and counted
     predictions, rejected = predict_batch(
-        champion, items, max_pixels, model_lock=model_lock, scope_cfg=flag_only, tags=tags
+        champion, items, max_pixels, model_lock=model_lock, scope_cfg=scope_cfg, tags=tags
     )
-    for refused in rejected.itertuples():  # passed the upload check, refused by the decoder
-        raise BadImageError(refused.image, refused.issue)
-    if scope_cfg.mode == "refuse":
-        for row in predictions[~predictions["in_scope"]].itertuples():
-            raise BadImageError(row.image, row.scope_reasons, out_of_scope=True)
+    # Passed the upload check, refused by the decoder or (refuse mode) the intended-use check,
+    # told apart by how the reason starts.
+    for refused in rejected.itertuples():
+        outside = refused.issue.startswith(REASON_STARTS)
+        raise BadImageError(refused.image, refused.issue, out_of_scope=outside)
     latency_ms = round(1000 * (time.perf_counter() - start), 1)
     bodies = [
         {
