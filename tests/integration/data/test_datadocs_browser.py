@@ -31,13 +31,19 @@ def test_data_docs_render_offline(data_docs: Path) -> None:
         expect(page.locator(INDEX_ROWS)).to_contain_text("manifest")
         icon = page.locator(f"{INDEX_ROWS} .ge-success-icon")
         expect(icon).to_be_visible()
-        # The icon is a glyph of the bundled icon font: it has a width once the font has loaded
-        # (on a busy machine, after the row is already visible).
-        assert page.evaluate(
-            "async () => { await document.fonts.ready;"
-            " return document.fonts.check('900 16px \"Font Awesome 6 Free\"'); }"
+        # The icon is a glyph of the bundled icon font. It has a width once that font has loaded
+        # and the row has been laid out again, which on a busy machine can come well after the
+        # row is visible: poll for both rather than read them once.
+        page.wait_for_function(
+            """sel => {
+                const faces = [...document.fonts].filter(f => f.family.includes('Font Awesome'));
+                const icon = document.querySelector(sel);
+                return faces.some(f => f.status === 'loaded')
+                    && icon !== null && icon.getBoundingClientRect().width > 0;
+            }""",
+            arg=f"{INDEX_ROWS} .ge-success-icon",
+            timeout=60_000,
         )
-        assert icon.evaluate("i => i.getBoundingClientRect().width") > 0
         page.locator(INDEX_ROWS).click()  # the row links to the validation result
         expect(page.locator("body")).to_contain_text("Expectation")
         assert page.evaluate("() => typeof $.fn.bootstrapTable") == "function"
