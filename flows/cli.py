@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -717,6 +718,38 @@ def site_accept(
         )
     output.print_site_acceptance(result)
     raise typer.Exit(0 if result.accepted else 1)
+
+
+pacs_app = typer.Typer(help="Films from a PACS over DICOMweb, results back into it.")
+app.add_typer(pacs_app, name="pacs")
+
+
+@pacs_app.command("sync")
+def pacs_sync(
+    ctx: typer.Context,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="Studies dated this day or later (default: PNEUMO_PACS__LOOKBACK_DAYS before "
+            "the last complete sync).",
+        ),
+    ] = None,
+    overlay: Annotated[
+        bool, typer.Option(help="Also store a Grad-CAM Secondary Capture per scored film.")
+    ] = False,
+) -> None:
+    """Score the new chest radiographs in the PACS (PNEUMO_PACS__URL) with the champion and
+    store a Structured Report per film into its study; a re-run stores nothing twice."""
+    from flows.pacs import pacs_sync as sync_flow
+    from pipeline.adapters.dicomweb import PacsError
+    from pipeline.adapters.registry import RegistryError
+    from pipeline.adapters.storage import StorageError
+
+    cli = ctx.ensure_object(Cli)
+    with flow_process(cli), reported(PacsError, RegistryError, StorageError):
+        summary = sync_flow(since.date().isoformat() if since else None, overlay)
+    output.print_pacs_sync(summary)
 
 
 labels_app = typer.Typer(help="Radiologists' reads that arrive after scoring.")

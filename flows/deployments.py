@@ -31,6 +31,7 @@ from flows.monitoring import (
     performance_check,
     retrain_champion,
 )
+from flows.pacs import PACS_SYNC, pacs_sync
 from flows.training import training_pipeline
 from pipeline.settings import Settings
 
@@ -41,6 +42,7 @@ DRIFT = "daily-drift-check"
 RETRAIN = "retrain-on-drift"
 PERFORMANCE = "daily-performance-check"
 BATCH = "archive"
+PACS = "new-studies"
 PoolKind = Literal["process", "docker", "kubernetes", "kubernetes-gpu"]
 # pool kind -> (worker type, base job template in infra/workpools/; None: the worker's default)
 POOL_KINDS: dict[str, tuple[str, str | None]] = {
@@ -199,4 +201,15 @@ def deploy_all(settings: Settings, kind: PoolKind = "process") -> dict[str, UUID
             description="Score a folder, store prefix or manifest in shards on Dask; resumable.",
         ),
     }
+    if settings.pacs.url:  # without a PACS, a scheduled sync could only fail
+        ids[f"{PACS_SYNC}/{PACS}"] = _deploy(
+            pacs_sync,
+            "flows/pacs.py:pacs_sync",
+            PACS,
+            settings,
+            pool,
+            cron=settings.pacs.cron,
+            parameters={"overlay": False},
+            description="Score the PACS's new chest films; store an SR per film into its study.",
+        )
     return ids

@@ -324,3 +324,17 @@ def print_labels_added(summary: dict) -> None:
         typer.echo(f"  unmatched: {key}")
     if summary["key"]:
         typer.echo(f"stored: {summary['key']}")
+
+
+def print_pacs_sync(summary: dict) -> None:
+    typer.echo(
+        f"PACS sync of studies dated {summary['since']} or later: {summary['found']} chest "
+        f"radiograph instances found, {summary['already_done']} handled by an earlier sync"
+    )
+    typer.echo(
+        f"scored {summary['scored']}; stored {summary['reports']} reports (SR)"
+        + (f" and {summary['overlays']} Grad-CAM captures" if summary["overlays"] else "")
+    )
+    for reason, count in sorted(summary["not_scored"].items()):
+        typer.echo(f"  not scored ({count}): {reason}")
+    typer.echo(f"watermark: {summary['watermark']}")

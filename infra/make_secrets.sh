@@ -10,7 +10,7 @@ chmod 700 secrets
 random() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
 for name in minio_root_password pipeline_s3_secret_key api_s3_secret_key postgres_password \
   mlflow_db_password prefect_db_password mlflow_admin_password mlflow_api_password \
-  mlflow_flask_secret patient_key_secret grafana_admin_password; do
+  mlflow_flask_secret patient_key_secret grafana_admin_password orthanc_pneumo_password; do
   [ -f "secrets/$name" ] || random 24 > "secrets/$name"
 done
 [ -f secrets/minio_root_user ] || printf 'admin-%s' "$(random 4)" > secrets/minio_root_user

@@ -304,6 +304,31 @@ class ScopeConfig(BaseModel):
         return self
 
 
+class PacsConfig(BaseModel):
+    """The PACS that `pneumo pacs sync` reads films from and stores results into (DICOMweb)."""
+
+    # The DICOMweb root, e.g. https://pacs.example.org/dicom-web (Orthanc: <server>/dicom-web).
+    url: str = ""
+    username: str = ""
+    password: SecretStr = SecretStr("")  # HTTP basic auth with `username`
+    token: SecretStr = SecretStr("")  # or a bearer token (OAuth / a gateway's API token)
+    # QIDO-RS cannot ask for instances *received* since a time, only for a StudyDate range:
+    # each sync asks from this many days before the last complete sync's date, so a study
+    # dated a little before it but filed after it is still found (results are never stored
+    # twice: every handled instance is recorded).
+    lookback_days: int = Field(2, ge=0)
+    timeout_seconds: float = Field(60.0, gt=0, description="per DICOMweb request")
+    # Instances retrieved, scored and stored together; a crash loses at most this many scores.
+    batch_size: int = Field(16, ge=1)
+    cron: str = Field("*/15 * * * *", description="schedule of the pacs-sync deployment")
+
+    @model_validator(mode="after")
+    def one_way_to_authenticate(self) -> PacsConfig:
+        if self.token.get_secret_value() and (self.username or self.password.get_secret_value()):
+            raise ValueError("PNEUMO_PACS__TOKEN and PNEUMO_PACS__USERNAME/PASSWORD: set one")
+        return self
+
+
 class PromotionConfig(BaseModel):
     """What moving `champion` to a new ResNet version requires beyond its gate."""
 
@@ -359,6 +384,7 @@ class Settings(BaseSettings):
     performance_cron: str = "0 7 * * *"
     drift: DriftConfig = DriftConfig()
     scope: ScopeConfig = ScopeConfig()
+    pacs: PacsConfig = PacsConfig()
     # required: a version that passed its gate becomes champion only once a person approves it
     # (the flow pauses; `pneumo approve`/`reject` or the Prefect UI's form). Server deployments
     # default to required (compose, `pneumo deploy`); the embedded demo keeps auto.

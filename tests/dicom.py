@@ -68,6 +68,8 @@ def make_dicom(
         meta.MediaStorageSOPInstanceUID,
     )
     ds.Modality = "DX"
+    # A PACS files an instance by study and series: each film its own unless `tags` say.
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     for tag, value in PHI.items():
         setattr(ds, tag, value)
     ds.PatientID = patient_id

@@ -52,8 +52,18 @@ def patient_key(patient_id: str, secret: str) -> str:
     Plain hashing would not do: PatientIDs are short, so a hash of one is found by trying them
     all. Films of one patient get one key, so splits stay patient-disjoint.
     """
-    digest = hmac.new(secret.encode(), patient_id.encode(), hashlib.sha256).hexdigest()
-    return f"dcm-{digest[:20]}"
+    return _keyed("dcm", patient_id, secret)
+
+
+def instance_key(sop_instance_uid: str, secret: str) -> str:
+    """A film's key in logs and the store in place of its SOP Instance UID, which links back to
+    the patient in the PACS: an HMAC under the patient-key secret, as `patient_key`."""
+    return _keyed("pacs", sop_instance_uid, secret)
+
+
+def _keyed(prefix: str, value: str, secret: str) -> str:
+    digest = hmac.new(secret.encode(), value.encode(), hashlib.sha256).hexdigest()
+    return f"{prefix}-{digest[:20]}"
 
 
 def read_dataset(data: bytes, max_pixels: int):

@@ -42,18 +42,22 @@ def registry_of(env: dict[str, str]):
     return Registry.from_settings(Settings(home=Path(env["PNEUMO_HOME"])))
 
 
-def start_paused(step: str, env: dict[str, str], tmp: Path, label: str) -> subprocess.Popen:
-    """Start `pneumo train` and return it once it pauses at `step` (it is still running)."""
+def start_paused(
+    step: str, env: dict[str, str], tmp: Path, label: str, args: tuple[str, ...] = ("train",)
+) -> subprocess.Popen:
+    """Start `pneumo ARGS` (default `train`) and return it once it pauses at `step` (it is
+    still running)."""
     pause = tmp / f"{label}.paused"
     env = env | {"PNEUMO_PAUSE_AT": step, "PNEUMO_PAUSE_FILE": str(pause)}
-    command = [sys.executable, "-m", "flows.cli", "train"]
+    command = [sys.executable, "-m", "flows.cli", *args]
     log = tmp / f"{label}.log"
-    process = processes.start(f"pneumo train ({label})", command, env=env, cwd=REPO, log=log)
+    name = f"pneumo {' '.join(args)} ({label})"
+    process = processes.start(name, command, env=env, cwd=REPO, log=log)
     wait_until(
         lambda: pause.is_file() or process.poll() is not None,
         bool,
         timeout=600,
-        what=f"pneumo train to pause at {step}",
+        what=f"pneumo {args[0]} to pause at {step}",
     )
     assert process.poll() is None, log.read_text(errors="replace")[-3000:]
     return process

@@ -266,3 +266,37 @@ def postgres_bin() -> Path:
     if not found:
         raise RuntimeError("PostgreSQL is missing: apt-get install postgresql")
     return found[-1].parent
+
+
+ORTHANC_PLUGINS = Path("/usr/share/orthanc/plugins")
+
+
+def orthanc_server(workdir: Path, username: str, password: str) -> tuple[Service, str]:
+    """Debian's Orthanc (a real PACS) with its DICOMweb plugin, HTTP on a free loopback port,
+    authentication on (one user), no DICOM port; returns the service and its DICOMweb root.
+
+    `apt-get install orthanc orthanc-dicomweb` (.ci/run installs them).
+    """
+    orthanc = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+    if not Path(orthanc).exists() or not (ORTHANC_PLUGINS / "libOrthancDicomWeb.so").exists():
+        raise RuntimeError("Orthanc is missing: apt-get install orthanc orthanc-dicomweb")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = {
+        "Name": "pneumo-test-pacs",
+        "StorageDirectory": str(workdir / "db"),
+        "IndexDirectory": str(workdir / "db"),
+        "HttpPort": port,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": True,
+        "RegisteredUsers": {username: password},
+        "DicomServerEnabled": False,
+        "Plugins": [str(ORTHANC_PLUGINS / "libOrthancDicomWeb.so")],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        "HttpDescribeErrors": True,
+    }
+    (workdir / "orthanc.json").write_text(json.dumps(config))
+    command = [orthanc, str(workdir / "orthanc.json")]
+    base = f"http://127.0.0.1:{port}"
+    # Unauthenticated, /system answers 401: up.
+    return Service("orthanc", command, f"{base}/system", workdir), f"{base}/dicom-web"

@@ -113,6 +113,10 @@ def test_deployments_are_registered_with_their_schedules(isolated: Settings) -> 
             "drift_cron": "30 5 * * *",
             "retrain_cron": "0 2 * * 6",
             "performance_cron": "15 6 * * *",
+            # A PACS configured: its sync is deployed too (the URL is not called here).
+            "pacs": isolated.pacs.model_copy(
+                update={"url": "http://pacs.invalid/dicom-web", "cron": "*/10 * * * *"}
+            ),
         }
     )
     ids = deploy_all(settings)
@@ -129,6 +133,7 @@ def test_deployments_are_registered_with_their_schedules(isolated: Settings) -> 
         "retrain-champion/retrain-on-drift": ["0 2 * * 6"],
         "performance-check/daily-performance-check": ["15 6 * * *"],
         "batch-predict/archive": [],  # started by hand with the archive to score
+        "pacs-sync/new-studies": ["*/10 * * * *"],
     }
     assert all(d.work_pool_name == settings.work_pool for d in deployments.values())
     assert all(d.global_concurrency_limit.limit == 1 for d in deployments.values())

@@ -41,8 +41,10 @@ def secrets_of(name: str) -> dict[str, str]:
 def test_expected_services_exist() -> None:
     assert {
         "minio", "minio-init", "postgres", "mlflow", "mlflow-users", "prefect-server", "worker",
-        "api", "volume-owner", "prometheus", "grafana",
+        "api", "volume-owner", "prometheus", "grafana", "orthanc",
     } == set(SERVICES)  # fmt: skip
+    # Only the PACS to try the sync on is optional.
+    assert {name for name, s in SERVICES.items() if s.get("profiles")} == {"orthanc"}
     assert {"minio-init", "mlflow-users", "volume-owner"} == ONE_SHOT
 
 
@@ -113,6 +115,7 @@ def test_each_service_gets_only_the_secrets_it_needs() -> None:
     assert set(secrets_of("minio").values()) == {"minio_root_user", "minio_root_password"}
     assert set(secrets_of("prometheus").values()) == {"metrics_api_key"}
     assert set(secrets_of("grafana").values()) == {"grafana_admin_password"}
+    assert set(secrets_of("orthanc").values()) == {"orthanc_pneumo_password"}
     for name in ("mlflow", "prefect-server", "worker", "api"):
         assert "postgres_password" not in secrets_of(name).values(), name
         assert not {"minio_root_user", "minio_root_password"} & set(secrets_of(name).values())
@@ -141,10 +144,12 @@ PINNED = re.compile(r"^[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}$")
 def test_pulled_images_are_pinned_by_tag_and_digest(name: str) -> None:
     image = SERVICES[name].get("image")
     assert image, name
-    if image != OWN_IMAGE:
+    if image != OWN_IMAGE and "build" not in SERVICES[name]:
         assert PINNED.match(image), f"{name}: image {image!r} has no tag@sha256:digest"
-    base = re.search(r"^FROM (\S+)", (REPO / "infra" / "Dockerfile").read_text(), re.M)[1]
-    assert PINNED.match(base), base
+    # Images built here start from pinned bases (the Orthanc one from the project's own).
+    for dockerfile in (REPO / "infra" / "Dockerfile", REPO / "infra" / "orthanc" / "Dockerfile"):
+        base = re.search(r"^FROM (\S+)", dockerfile.read_text(), re.M)[1]
+        assert PINNED.match(base), base
 
 
 def test_every_variable_is_documented_in_env_example() -> None:
@@ -157,6 +162,7 @@ def test_every_variable_is_documented_in_env_example() -> None:
 def test_named_volumes_and_mounted_scripts_exist() -> None:
     assert set(COMPOSE["volumes"]) == {
         "minio-data", "postgres-data", "pneumo-state", "prometheus-data", "grafana-data",
+        "orthanc-data",
     }  # fmt: skip
     for service in SERVICES.values():
         for volume in service.get("volumes") or []:
@@ -178,7 +184,7 @@ def test_make_secrets_writes_random_values_once_and_only_the_api_key_hash(
     # The user's key, and Prometheus's own (kept in plain text for it to present).
     scraper = written["metrics_api_key"]
     assert read_key_hashes(tmp_path / "secrets" / "api_keys") == {hash_key(key), hash_key(scraper)}
-    assert len({v for k, v in written.items() if k.endswith("password")}) == 7  # all different
+    assert len({v for k, v in written.items() if k.endswith("password")}) == 8  # all different
     assert oct((tmp_path / "secrets").stat().st_mode)[-3:] == "700"
     again = subprocess.run(["sh", str(script)], cwd=tmp_path, capture_output=True, text=True)
     assert "shown only now" not in again.stdout
