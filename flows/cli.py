@@ -47,6 +47,7 @@ PREFECT_COMMANDS = {
     "labels",
     "performance",
     "compare",
+    "pacs",
     "doctor",
 }
 # Commands whose modules import TensorFlow: imported up front, its native lines to the log file.

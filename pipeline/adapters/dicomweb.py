@@ -99,8 +99,9 @@ class Pacs:
         dataset.save_as(buffer, enforce_file_format=True)
         return buffer.getvalue()
 
-    def store(self, parts: Sequence[bytes], study_uid: str) -> None:
-        """Store Part 10 files into their study (STOW-RS); an instance the PACS refused fails it.
+    def store(self, parts: Sequence[bytes], study_uid: str | None = None) -> None:
+        """Store Part 10 files (into the study `study_uid`, when given: STOW-RS); an instance
+        the PACS refused fails it.
 
         Storing an instance the PACS already holds (the same SOP Instance UID) stores nothing
         new, so a repeated store after a crash does not duplicate a result.
