@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # fixtures then train once); 0 runs everything in one process.
 TEST_WORKERS ?= 2
 
-.PHONY: help install demo demo-drift ui test test-unit test-integration test-e2e lint format lock clean
+.PHONY: help install demo demo-drift ui docs test test-unit test-integration test-e2e lint format lock clean
 
 help: ## Show this help
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ demo-drift: $(STAMP) ## After `make demo`: no drift, image drift (waits for labe
 ui: $(STAMP) ## MLflow and Prefect UIs on the local state (Ctrl-C stops both)
 	$(BIN)/pneumo ui
 
+docs: $(STAMP) ## Serve the documentation site on http://127.0.0.1:8000/ (rebuilt on every change)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
 test: $(STAMP) ## Run every test (unit, integration, end-to-end) on TEST_WORKERS; prints the 40 slowest
 	$(BIN)/pytest --durations=40 -n $(TEST_WORKERS) --dist loadfile
 
@@ -43,12 +46,15 @@ test-integration: $(STAMP) ## Run the tests against real local services (S3, MLf
 test-e2e: $(STAMP) ## Run the end-to-end tests of whole flows on tiny real data
 	$(BIN)/pytest tests/e2e -n $(TEST_WORKERS) --dist loadfile
 
-lint: $(STAMP) ## Lint, check formatting (ruff), the layering contracts and that git keeps every source file
+lint: $(STAMP) ## Lint, check formatting (ruff), the layering contracts, the docs site and that git keeps every source file
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	@# The documentation site: a broken link, a missing page or a bad reference fails.
+	@site=$$(mktemp -d); NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict \
+		--site-dir "$$site"; status=$$?; rm -rf "$$site"; exit $$status
 	@# A file git ignores is missing from a clean checkout (CI, users) while every local run passes.
-	@ignored=$$(git ls-files --others --ignored --exclude-standard pipeline flows infra tests benchmarks \
+	@ignored=$$(git ls-files --others --ignored --exclude-standard pipeline flows infra tests benchmarks docs \
 		2>/dev/null | grep -v -e __pycache__ -e '\.pyc$$' || true); \
 	if [ -n "$$ignored" ]; then echo "git ignores these project files:"; echo "$$ignored"; exit 1; fi
 

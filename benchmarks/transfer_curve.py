@@ -106,7 +106,8 @@ def main() -> None:
     print(machine())
     rows: list[dict] = []
     for size in args.sizes:
-        # The curve of the epoch-trained head on conv5 (the recipe its README table measured).
+        # The curve of the epoch-trained head on conv5 (the recipe its table in
+        # docs/explanation/measured.md measured).
         base_cfg = TrainConfig(
             image_size=size, batch_size=32, resnet_weights=str(WEIGHTS), resnet_head_fit="adam",
             resnet_head_features="conv5",

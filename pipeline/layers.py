@@ -18,7 +18,7 @@ class EqualizeHistogram(keras.layers.Layer):
     Films of a later period at the same hospital differ in exposure and contrast from the
     training films; mapping every film through its own cumulative histogram removes most of that
     before any learned layer sees it (site-set AUC of a linear probe on frozen ImageNet
-    features: 0.949 -> 0.957 at 128 px, README "Quality on the site's films"). Being a layer,
+    features: 0.949 -> 0.957 at 128 px, docs/explanation/site-quality.md). Being a layer,
     training, batch inference and serving cannot apply it differently. It has no weights and
     passes no gradient to its input (nothing below it trains).
     """

@@ -74,20 +74,21 @@ class TrainConfig(BaseModel):
     # Per-film histogram equalisation as a model's first layer (pipeline.layers), so exposure
     # differences between periods and machines reach no learned layer. It helped the pretrained
     # ResNet on the site's films and hurt the CNN from scratch (site AUC 0.908 without, 0.841
-    # with; README, "Quality on the site's films").
+    # with; docs/explanation/site-quality.md).
     resnet_intensity_norm: Literal["none", "equalize"] = "equalize"
     cnn_intensity_norm: Literal["none", "equalize"] = "none"
     batch_size: int = Field(32, ge=1)
-    # Val AUC of the full-scale run peaked at epoch 4 of 6 (README); the best epoch is restored.
+    # Val AUC of the full-scale run peaked at epoch 4 of 6 (docs/explanation/measured.md); the
+    # best epoch is restored.
     cnn_epochs: int = Field(5, ge=0)
     cnn_learning_rate: float = Field(1e-3, gt=0)
     # Pretrained ResNet (see pipeline/train/transfer.py); the cpu-small values come from the
-    # measured curve in the README (`python -m benchmarks.transfer_curve`).
+    # measured curve in docs/explanation/measured.md (`python -m benchmarks.transfer_curve`).
     # Phase 1, the head on cached pooled features. "logistic": an L2-regularised logistic
     # regression on standardised features, solved exactly (scikit-learn; `resnet_head_c` is its
     # inverse regularisation strength), deterministic; "adam": `resnet_head_epochs` of Adam.
     # A frozen probe fitted so read the site's films at AUC 0.973 where the Adam head read
-    # 0.960 (README, "Quality on the site's films").
+    # 0.960 (docs/explanation/site-quality.md).
     resnet_head_fit: Literal["logistic", "adam"] = "logistic"
     resnet_head_c: float = Field(0.01, gt=0)
     resnet_head_epochs: int = Field(15, ge=0, description="phase 1 with adam: epochs")
@@ -101,7 +102,7 @@ class TrainConfig(BaseModel):
     resnet_feature_views: int = Field(1, ge=1, le=8)
     # Central crops cached as further views (fraction of each side kept): films of the later
     # period are collimated tighter than the training films, and these views raised a frozen
-    # probe's site-set AUC from 0.953 to 0.973 (README, "Quality on the site's films").
+    # probe's site-set AUC from 0.953 to 0.973 (docs/explanation/site-quality.md).
     resnet_view_crops: list[Annotated[float, Field(gt=0, lt=1)]] = Field([0.85, 0.7], max_length=6)
     resnet_learning_rate: float = Field(1e-3, gt=0)
     resnet_finetune_learning_rate: float = Field(1e-4, gt=0)
@@ -114,8 +115,8 @@ class TrainConfig(BaseModel):
     resnet_weights_fallback: bool = True
     patience: int = Field(3, ge=1, description="early stopping on val AUC, epochs")
     # Which weights the pretrained ResNet keeps after each phase: "last" runs the fixed schedule
-    # (val films of the training period are saturated, so their best epoch is noise: README,
-    # "Quality on the site's films"), "best" stops early and restores the best val AUC's.
+    # (val films of the training period are saturated, so their best epoch is noise:
+    # docs/explanation/site-quality.md), "best" stops early and restores the best val AUC's.
     resnet_keep: Literal["last", "best"] = "last"
     class_weights: bool = True
     # Labelled local films in train (manifest origin "labeled") weigh this share of the total
@@ -182,7 +183,8 @@ class ThresholdConfig(BaseModel):
     rule: Literal["target_sensitivity", "youden"] = "target_sensitivity"
     # Missing pneumonia costs more than a second look at a normal film. The goal is sensitivity
     # >= 0.95 out of sample; 0.98 on val is that plus a margin for the val-to-new-data gap,
-    # chosen on validation halves (`python -m benchmarks.threshold_rules`, table in the README).
+    # chosen on validation halves (`python -m benchmarks.threshold_rules`, table in
+    # docs/explanation/measured.md).
     target_sensitivity: float = Field(0.98, gt=0, le=1)
 
 
@@ -236,7 +238,7 @@ class DriftConfig(BaseModel):
     days: int | None = Field(None, ge=1, description="only predictions of the last D days")
     # benchmarks/drift_quality.py on the full-scale champion: from 10 images on, the share rule
     # below kept false alarms <= 4 % at every class mix and caught every simulated shift that
-    # cost >= 0.01 AUC in >= 99 % of batches (README, "Drift quality").
+    # cost >= 0.01 AUC in >= 99 % of batches (docs/how-to/monitor-and-retrain.md, "Drift quality").
     min_current: int = Field(10, ge=1, description="fewer rows: 'insufficient data'")
     # Image shift (the retraining trigger), on image statistics and embedding components against
     # the reference resampled to the batch's predicted class mix; Evidently's per-column test.
@@ -248,7 +250,8 @@ class DriftConfig(BaseModel):
     # And, whatever the rule, a multivariate test of the embedding components (kernel MMD,
     # permutation p-value): image shift when p < representation_alpha (0: never). At 0.02 it
     # found every batch of 100 site films (a later period) and none of 300 carved-test batches
-    # (README, "Drift quality"); the share rule alone found 41 % of the site batches.
+    # (docs/how-to/monitor-and-retrain.md, "Drift quality"); the share rule alone found 41 % of
+    # the site batches.
     representation_alpha: float = Field(0.02, ge=0, lt=1)
     representation_permutations: int = Field(200, ge=20)
     # Where newly labelled films arrive (Kaggle layout: train/{NORMAL,PNEUMONIA}/). Image shift
@@ -284,7 +287,7 @@ class ScopeConfig(BaseModel):
     # out-of-distribution cut-off, measured on folds the distance was not fitted on. New films
     # of the same period fall above it more often: 0.02 flagged 2.3 % of the carved test split
     # and 3.9 % of the site's films; 0.01 flags 1.1 % and 2.0 % and still every non-chest image
-    # (`python -m benchmarks.scope_quality`, README "The intended-use check").
+    # (`python -m benchmarks.scope_quality`, docs/explanation/intended-use.md).
     false_flag_rate: float = Field(0.01, gt=0, lt=0.5)
     components: int = Field(50, ge=1, description="PCA axes of the distance")
     folds: int = Field(5, ge=2, le=20)

@@ -57,9 +57,11 @@ class Pacs:
             session.headers["Authorization"] = f"Bearer {cfg.token.get_secret_value()}"
         elif cfg.username:
             session.auth = (cfg.username, cfg.password.get_secret_value())
-        # dicomweb-client has no timeout of its own: a hung PACS would hang the sync.
-        session.request = _with_timeout(session.request, cfg.timeout_seconds)  # type: ignore[method-assign]
-        self.client = DICOMwebClient(self.url, session=session)
+        self.client = DICOMwebClient(self.url, session=session, timeout=cfg.timeout_seconds)
+        # One attempt per request: its own retries (five, backing off up to 16 s) would keep a
+        # sync against a PACS that is down waiting half a minute per call; the flow's tasks
+        # retry transient failures instead.
+        self.client.set_http_retry_params(retry=False)
 
     def find(self, modalities: Sequence[str], since: date) -> list[PacsInstance]:
         """Instances of `modalities` in studies dated `since` or later, every page."""
@@ -129,11 +131,3 @@ class Pacs:
         except requests.RequestException as exc:
             cause = type(exc).__name__
             raise PacsError(f"the PACS at {self.url} could not {what}: {cause}") from exc
-
-
-def _with_timeout(request, seconds: float):
-    def bounded(method, url, **kwargs):
-        kwargs.setdefault("timeout", seconds)
-        return request(method, url, **kwargs)
-
-    return bounded

@@ -6,7 +6,8 @@ Two kinds of signal, each a reason a caller can read:
   films (the validation films, held out from training, as the drift reference). Its cut-off is
   the quantile of the reference films' own distances that gives `false_flag_rate`, each film
   measured by a model fitted without its fold, so the cut-off is not set on films the model
-  was fitted on. Measured on the full-scale champion (`benchmarks/scope_quality.py`, README):
+  was fitted on. Measured on the full-scale champion (`benchmarks/scope_quality.py`,
+  docs/explanation/intended-use.md):
   at the default 1 %, 1.1 % of the carved test films and 2.0 % of the site's films flagged;
   every non-chest image tried (CT, MR, NM, photographs, flat and noise images) flagged;
 - cheap image checks: a colour image is not a radiograph; a flat film shows nothing;

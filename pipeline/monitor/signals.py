@@ -129,11 +129,11 @@ def check_representation(
     resampled to the batch's class mix: NORMAL and PNEUMONIA films lie apart in them), with a
     permutation p-value; the bandwidth is the pooled median distance.
 
-    Why these five components and not more: on the full-scale champion (README, "Drift
-    quality"), every batch of 100 site films was detected and none of 300 carved-test batches
-    was, at alpha 0.02. With 20 or 50 axes fitted on the val films (the class mix not matched),
-    3 to 9 of 30 carved-test batches read as shifted: the fit's own films lie tighter than new
-    ones along its minor axes.
+    Why these five components and not more: on the full-scale champion
+    (docs/how-to/monitor-and-retrain.md, "Drift quality"), every batch of 100 site films was
+    detected and none of 300 carved-test batches was, at alpha 0.02. With 20 or 50 axes fitted
+    on the val films (the class mix not matched), 3 to 9 of 30 carved-test batches read as
+    shifted: the fit's own films lie tighter than new ones along its minor axes.
     """
     columns = list(EMBEDDING_COLUMNS)
     ref = reference[columns].dropna().to_numpy(float)

@@ -381,7 +381,8 @@ def fine_tune(
     then `epochs` of its top blocks, both on cached activations.
 
     Refitting is what lets local films count: on the site films the refitted head gained AUC on
-    patients it never saw, where epochs of the top blocks alone lost it (README, retraining).
+    patients it never saw, where epochs of the top blocks alone lost it
+    (docs/explanation/site-quality.md, retraining).
     """
     keras.utils.set_random_seed(cfg.seed)
     trained = TrainedModel("resnet", model, weights_source=f"warm start from {source}")

@@ -106,6 +106,6 @@ def test_the_api_is_probed_on_health_and_the_worker_may_only_run_jobs() -> None:
 
 
 def test_every_manifest_file_is_documented() -> None:
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "how-to" / "work-pools.md").read_text()
     for path in [*MANIFESTS, *TEMPLATES.glob("*.json")]:
         assert str(Path(path).relative_to(REPO)) in readme, path.name

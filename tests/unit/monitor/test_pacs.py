@@ -117,3 +117,22 @@ def test_the_overlay_is_a_derived_secondary_capture_marked_not_for_diagnosis(fil
     assert "not for diagnosis" in capture.ImageComments
     assert capture.pixel_array.shape == (40, 30, 3) and capture.pixel_array[0, 0, 0] == 200
     assert capture.StudyInstanceUID == pydicom.dcmread(io.BytesIO(film)).StudyInstanceUID
+
+
+def test_the_pacs_session_authenticates_one_way_and_a_missing_url_is_named() -> None:
+    from pydantic import SecretStr, ValidationError
+
+    from pipeline.adapters.dicomweb import Pacs, PacsError
+    from pipeline.settings import PacsConfig
+
+    token = Pacs(PacsConfig(url="https://pacs.invalid/dicom-web", token=SecretStr("t0ken-abc")))
+    assert token.client._session.headers["Authorization"] == "Bearer t0ken-abc"
+    # Every request bounded, tried once (the flow's tasks retry what is transient).
+    assert token.client._timeout == 60.0 and token.client._max_attempts == 1
+    basic = Pacs(PacsConfig(url="https://pacs.invalid/dicom-web/", username="u",
+                            password=SecretStr("pw-1234")))  # fmt: skip
+    assert basic.client._session.auth == ("u", "pw-1234") and basic.url.endswith("/dicom-web")
+    with pytest.raises(PacsError, match="PNEUMO_PACS__URL"):
+        Pacs(PacsConfig())
+    with pytest.raises(ValidationError, match="set one"):
+        PacsConfig(url="x", username="u", token=SecretStr("t0ken-abc"))
