@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.monitor.drift import check_drift
-from pipeline.monitor.drift_features import FEATURE_COLUMNS, image_features
+from pipeline.predict.drift_features import FEATURE_COLUMNS, image_features
 from pipeline.settings import DriftConfig
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
@@ -52,7 +52,7 @@ def main() -> None:
 
 def measure_embeddings(files: list[Path], size: int = 128) -> None:
     """Probability + embedding with the ResNet at the cpu-small size (decode included)."""
-    from pipeline.monitor.probe import embedding_model, probe_images
+    from pipeline.predict.probe import embedding_model, probe_images
     from pipeline.settings import TrainConfig
     from pipeline.train.models import build_resnet
 

@@ -45,11 +45,11 @@ from pipeline.adapters.registry import Registry
 from pipeline.data.ingest import discover_files, parse_patient_id
 from pipeline.data.manifest import load_manifest
 from pipeline.data.shifts import DRIFT_KINDS, shift_image
-from pipeline.monitor.batch import predict_batch
-from pipeline.monitor.champion import Champion, load_champion
 from pipeline.monitor.drift import apply_drift_rule, check_drift
 from pipeline.monitor.site import read_labelled_films
-from pipeline.monitor.steps import champion_cache
+from pipeline.predict.batch import predict_batch
+from pipeline.predict.champion import Champion, load_champion
+from pipeline.predict.steps import champion_cache
 from pipeline.settings import DriftConfig, Settings
 
 TRAIN224 = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray_train224"

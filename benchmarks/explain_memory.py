@@ -19,7 +19,7 @@ from contextlib import nullcontext
 import pandas as pd
 from PIL import Image
 
-from pipeline.monitor.champion import Champion
+from pipeline.predict.champion import Champion
 from pipeline.serve.handlers import explain_upload
 from pipeline.settings import Settings, TrainConfig
 from pipeline.train.models import build_cnn

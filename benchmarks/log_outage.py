@@ -19,7 +19,7 @@ import httpx
 
 from benchmarks.serve import SAMPLE, serving, wait_ready
 from pipeline.adapters.s3 import S3Store
-from pipeline.monitor.inference_log import read_inference_log
+from pipeline.predict.inference_log import read_inference_log
 from tests.integration.services import seaweed
 
 

@@ -30,7 +30,6 @@ import numpy as np
 from benchmarks.common import SHARED, TRAIN224, WEIGHTS
 from flows.cli import configure_runtime
 from pipeline.adapters.registry import Registry
-from pipeline.monitor.champion import load_champion
 from pipeline.monitor.site import (
     LabelledFilms,
     accept_on_site,
@@ -39,6 +38,7 @@ from pipeline.monitor.site import (
     score_films,
     write_films,
 )
+from pipeline.predict.champion import load_champion
 from pipeline.settings import Settings
 from pipeline.train.metrics import choose_threshold
 from pipeline.train.uncertainty import (

@@ -1,6 +1,6 @@
 """`batch-predict`: score a large archive in shards, in parallel on Dask (wiring only).
 
-The flow plans the job's shards (pipeline.monitor.shards), skips those a previous run finished,
+The flow plans the job's shards (pipeline.predict.shards), skips those a previous run finished,
 and scores the rest as Prefect tasks on a `DaskTaskRunner`: a `LocalCluster` of `workers`
 processes by default, or the Dask scheduler at `cluster` (`tcp://scheduler:8786`) in production,
 whose workers need this package and the same PNEUMO_*/MLFLOW_* environment.
@@ -21,8 +21,8 @@ from flows.tasks import IO
 from pipeline.adapters.backends import open_store
 from pipeline.adapters.registry import Registry
 from pipeline.adapters.storage import ObjectStore
-from pipeline.monitor.champion import MONITORED_MODEL, Champion, load_champion, require_champion
-from pipeline.monitor.shards import (
+from pipeline.predict.champion import MONITORED_MODEL, Champion, load_champion, require_champion
+from pipeline.predict.shards import (
     Shard,
     Source,
     collect_results,
@@ -35,7 +35,7 @@ from pipeline.monitor.shards import (
     summarise_job,
     write_job_summary,
 )
-from pipeline.monitor.steps import champion_cache
+from pipeline.predict.steps import champion_cache
 from pipeline.settings import load_settings
 
 

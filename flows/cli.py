@@ -292,7 +292,7 @@ def predict_and_print(source: str, out: Path | None, settings: Settings) -> None
     from pipeline.adapters.backends import open_store
     from pipeline.adapters.registry import Registry, RegistryError
     from pipeline.adapters.storage import StorageError
-    from pipeline.monitor.steps import predict_source
+    from pipeline.predict.steps import predict_source
 
     with reported(RegistryError, FileNotFoundError, StorageError):
         batch = predict_source(
@@ -453,8 +453,8 @@ def demo_loop(
     from flows.demo_loop import run_demo_loop
     from pipeline.adapters.registry import Registry, RegistryError
     from pipeline.locks import LockTimeoutError
-    from pipeline.monitor.champion import MONITORED_MODEL
     from pipeline.monitor.site import SiteFilmsError, read_labelled_films
+    from pipeline.predict.champion import MONITORED_MODEL
 
     cli = ctx.ensure_object(Cli)
     settings = cli.settings
@@ -597,8 +597,8 @@ def require_shadow_evidence(settings: Settings, model: str, version: str) -> Non
     """PNEUMO_PROMOTION__REQUIRE_SHADOW_EVIDENCE: the monitored model moves only on a shadow
     comparison that recommends this version."""
     from pipeline.adapters.backends import open_store
-    from pipeline.monitor.champion import MONITORED_MODEL
     from pipeline.monitor.compare import last_comparison, missing_evidence
+    from pipeline.predict.champion import MONITORED_MODEL
 
     if model != MONITORED_MODEL:
         return
@@ -666,7 +666,7 @@ def card(
 ) -> None:
     """Print a version's model card (Markdown), or open its self-contained HTML."""
     from pipeline.adapters.registry import Registry, RegistryError
-    from pipeline.monitor.champion import require_champion
+    from pipeline.predict.champion import require_champion
     from pipeline.train.card import read_stored_card
 
     settings = settings_of(ctx)

@@ -156,8 +156,8 @@ def promote_on_evidence(settings: Settings, comparison: dict, echo: Echo) -> boo
     """Move the champion to the challenger when the comparison recommends it."""
     from flows.guard import champion_guard
     from pipeline.adapters.registry import Registry
-    from pipeline.monitor.champion import MONITORED_MODEL
     from pipeline.monitor.compare import PROMOTE
+    from pipeline.predict.champion import MONITORED_MODEL
 
     challenger = comparison["challenger"]
     if comparison["recommendation"] != PROMOTE:

@@ -36,8 +36,8 @@ from flows.tasks import (
     timed,
     warm_start_task,
 )
-from pipeline.monitor.champion import MONITORED_MODEL
-from pipeline.monitor.drift import DRIFT
+from pipeline.predict.champion import MONITORED_MODEL
+from pipeline.predict.inference_log import DRIFT
 from pipeline.settings import Settings
 from pipeline.train.candidate import summarise
 

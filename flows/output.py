@@ -13,7 +13,7 @@ from pipeline.settings import IMAGENET_WEIGHTS_FILE
 if TYPE_CHECKING:  # the monitoring steps load TensorFlow: not at `pneumo --help` time
     from pipeline.data.steps import IngestSummary, ValidationSummary
     from pipeline.monitor.site import SiteAcceptance
-    from pipeline.monitor.steps import BatchPrediction
+    from pipeline.predict.steps import BatchPrediction
     from pipeline.settings import Settings
 
 

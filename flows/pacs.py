@@ -1,5 +1,5 @@
 """`pacs-sync`: new chest films from the PACS scored by the champion, results stored back into
-their studies (wiring only; the steps are `pipeline.monitor.pacs`)."""
+their studies (wiring only; the steps are `pipeline.predict.pacs`)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pipeline.adapters.dicomweb import Pacs, PacsInstance
 from pipeline.adapters.registry import Registry
 from pipeline.adapters.storage import ObjectStore
 from pipeline.data.steps import patient_secret
-from pipeline.monitor.champion import Champion, load_champion
-from pipeline.monitor.pacs import (
+from pipeline.predict.champion import Champion, load_champion
+from pipeline.predict.pacs import (
     Pending,
     SyncSummary,
     overlay_maker,
@@ -27,7 +27,7 @@ from pipeline.monitor.pacs import (
     sync_batch,
     write_watermark,
 )
-from pipeline.monitor.steps import champion_cache
+from pipeline.predict.steps import champion_cache
 from pipeline.progress import chunked
 from pipeline.settings import Settings
 

@@ -26,10 +26,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.adapters.backends import open_store
 from pipeline.adapters.registry import CHALLENGER, CHAMPION, Registry
-from pipeline.monitor.champion import MONITORED_MODEL, Champion, load_champion, revision_of
-from pipeline.monitor.inference_log import LAST_CHECK_KEY as DRIFT_CHECK_KEY
-from pipeline.monitor.inference_log import REJECTED_PREFIX
 from pipeline.monitor.performance import LAST_CHECK_KEY as PERFORMANCE_CHECK_KEY
+from pipeline.predict.champion import MONITORED_MODEL, Champion, load_champion, revision_of
+from pipeline.predict.inference_log import LAST_CHECK_KEY as DRIFT_CHECK_KEY
+from pipeline.predict.inference_log import REJECTED_PREFIX
 from pipeline.serve.auth import key_matches, presented_key, read_key_hashes
 from pipeline.serve.background import ChampionHolder, InferenceLogWriter, LogSpool
 from pipeline.serve.handlers import BadImageError, check_upload, explain_upload, predict_uploads

@@ -40,7 +40,6 @@ from pipeline.data.steps import (
     validate_dataset,
 )
 from pipeline.faults import checkpoint
-from pipeline.monitor.champion import MONITORED_MODEL
 from pipeline.monitor.compare import ShadowComparison, last_comparison, missing_evidence
 from pipeline.monitor.labels import LabelsAdded
 from pipeline.monitor.performance import PerformanceCheck
@@ -52,6 +51,7 @@ from pipeline.monitor.steps import (
     run_performance_check,
     run_shadow_comparison,
 )
+from pipeline.predict.champion import MONITORED_MODEL
 from pipeline.redact import redacting
 from pipeline.settings import Settings
 from pipeline.train.approval import (

@@ -27,9 +27,9 @@ from pipeline.adapters.registry import CHALLENGER, CHAMPION, Registry
 from pipeline.adapters.storage import ObjectNotFoundError, ObjectStore, sha256_hex
 from pipeline.data.dicom import DicomError, image_pixels
 from pipeline.files import listed_entries, read_listed
-from pipeline.monitor.champion import MONITORED_MODEL
-from pipeline.monitor.inference_log import read_inference_log
 from pipeline.monitor.labels import join_labels, read_labels
+from pipeline.predict.champion import MONITORED_MODEL
+from pipeline.predict.inference_log import read_inference_log
 from pipeline.settings import PerformanceConfig
 from pipeline.train.uncertainty import compare_auc, rate_metrics
 

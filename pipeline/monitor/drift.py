@@ -15,7 +15,6 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from pipeline.monitor.drift_features import EMBEDDING_COLUMNS
 from pipeline.monitor.signals import (
     IMAGE_SHIFT_COLUMNS,
     PrevalenceCheck,
@@ -28,12 +27,9 @@ from pipeline.monitor.signals import (
     check_scope,
     match_class_mix,
 )
+from pipeline.predict.drift_features import EMBEDDING_COLUMNS
+from pipeline.predict.inference_log import DRIFT, INSUFFICIENT, NO_DRIFT, PREVALENCE
 from pipeline.settings import DriftConfig
-
-DRIFT = "drift detected"  # image shift: the retraining trigger
-PREVALENCE = "prevalence shift"  # the class mix alone changed: an alert
-NO_DRIFT = "no drift"
-INSUFFICIENT = "insufficient data"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from pipeline.adapters.storage import ObjectStore
 from pipeline.data.ingest import LABELS, Secret, no_secret
-from pipeline.monitor.inference_log import append_inference_log, read_inference_log
+from pipeline.predict.inference_log import append_inference_log, read_inference_log
 
 LABELS_PREFIX = "labels"
 COLUMNS = ["key", "key_kind", "label", "patient_id", "reader", "read_at", "added_at", "source"]

@@ -27,10 +27,10 @@ import pandas as pd
 
 from pipeline.adapters.registry import Registry
 from pipeline.adapters.storage import ObjectStore
-from pipeline.monitor.champion import MONITORED_MODEL
-from pipeline.monitor.inference_log import read_inference_log
 from pipeline.monitor.labels import current_labels, join_labels, read_labels, unmatched_labels
 from pipeline.monitor.site import HISTORY_DIR
+from pipeline.predict.champion import MONITORED_MODEL
+from pipeline.predict.inference_log import read_inference_log
 from pipeline.settings import PerformanceConfig
 from pipeline.train.uncertainty import bootstrap_intervals, rank_auc, rate_metrics
 

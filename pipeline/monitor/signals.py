@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.scope import REASON_STARTS
-from pipeline.monitor.drift_features import EMBEDDING_COLUMNS
+from pipeline.predict.drift_features import EMBEDDING_COLUMNS
 
 # Features of the film itself. Width, height and aspect ratio are left to data quality: in this
 # dataset NORMAL films are larger, so geometry follows the class mix, and sizes vary by site.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,9 +20,6 @@ from pipeline.adapters.registry import CHALLENGER, CHAMPION, Reference, Registry
 from pipeline.adapters.storage import ObjectStore
 from pipeline.data.scope import ScopeModel, fit_scope, scope_reasons
 from pipeline.data.steps import patient_secret
-from pipeline.files import atomic_path
-from pipeline.monitor.batch import predict_batch, read_images
-from pipeline.monitor.champion import MONITORED_MODEL, Champion, load_champion
 from pipeline.monitor.compare import (
     ShadowComparison,
     compare_shadow,
@@ -32,73 +28,23 @@ from pipeline.monitor.compare import (
     store_comparison,
 )
 from pipeline.monitor.drift import DriftResult, check_drift, classification_report_html
-from pipeline.monitor.drift_features import feature_table, fit_projection
-from pipeline.monitor.inference_log import (
-    LAST_CHECK_KEY,
-    REJECTED_PREFIX,
-    append_inference_log,
-    read_inference_log,
-)
 from pipeline.monitor.labels import LabelsAdded, add_labels
 from pipeline.monitor.performance import (
     PerformanceCheck,
     check_performance,
     store_performance_check,
 )
-from pipeline.monitor.probe import embedding_model, probe_images
+from pipeline.predict.champion import MONITORED_MODEL, Champion, load_champion
+from pipeline.predict.drift_features import feature_table, fit_projection
+from pipeline.predict.inference_log import (
+    LAST_CHECK_KEY,
+    REJECTED_PREFIX,
+    read_inference_log,
+)
+from pipeline.predict.probe import embedding_model, probe_images
+from pipeline.predict.steps import champion_cache
 from pipeline.progress import Progress, silent
 from pipeline.settings import ScopeConfig, Settings
-
-PREDICTION_COLUMNS = [
-    "image", "probability", "label", "threshold", "model_name", "model_version", "in_scope",
-    "scope_reasons",
-]  # fmt: skip
-
-
-def champion_cache(settings: Settings) -> Path:
-    """Where downloaded reference profiles of champions are kept between calls."""
-    return settings.cache_dir / "champions"
-
-
-@dataclass(frozen=True)
-class BatchPrediction:
-    champion: Champion
-    predictions: pd.DataFrame
-    rejected: pd.DataFrame
-    log_uri: str | None
-    csv_path: Path
-
-
-def predict_source(
-    source: str,
-    store: ObjectStore,
-    registry: Registry,
-    settings: Settings,
-    out: Path | None,
-    progress: Progress = silent,
-) -> BatchPrediction:
-    """Score every image under a folder, file or store prefix with the champion.
-
-    The scored rows go to the inference log and to a CSV (`out`, default under the reports);
-    the refused ones to the rejected log.
-    """
-    items, unread = read_images(source, store)  # first: a wrong path is named before any champion
-    champion = load_champion(registry, champion_cache(settings))
-    predictions, rejected = predict_batch(
-        champion,
-        items,
-        settings.ingest.max_pixels,
-        progress=progress,
-        unread=unread,
-        scope_cfg=settings.scope,
-    )
-    log_key = append_inference_log(store, predictions)
-    append_inference_log(store, rejected, prefix=REJECTED_PREFIX)
-    out = out or settings.reports_dir / "predictions" / f"{time.strftime('%Y%m%dT%H%M%S')}.csv"
-    with atomic_path(out) as tmp:
-        predictions.reindex(columns=PREDICTION_COLUMNS).to_csv(tmp, index=False)
-    log_uri = store.uri(log_key) if log_key else None
-    return BatchPrediction(champion, predictions, rejected, log_uri, out)
 
 
 def profile_reference(

@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.adapters.storage import ObjectStore
-from pipeline.monitor.champion import Champion
-from pipeline.monitor.inference_log import LOG_PREFIX, log_object
+from pipeline.predict.champion import Champion
+from pipeline.predict.inference_log import LOG_PREFIX, log_object
 from pipeline.redact import redact
 
 logger = logging.getLogger(__name__)

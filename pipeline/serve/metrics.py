@@ -31,7 +31,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from pipeline.adapters.storage import ObjectNotFoundError, ObjectStore
-from pipeline.monitor.drift import DRIFT, INSUFFICIENT, NO_DRIFT, PREVALENCE
+from pipeline.predict.inference_log import DRIFT, INSUFFICIENT, NO_DRIFT, PREVALENCE
 from pipeline.train.uncertainty import INTERVAL_METRICS
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST  # Prometheus's text format, version included

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline.adapters.backends import open_store
-from pipeline.monitor.inference_log import LOG_PREFIX, REJECTED_PREFIX
+from pipeline.predict.inference_log import LOG_PREFIX, REJECTED_PREFIX
 from pipeline.settings import Settings
 from tests.conftest import SAMPLE
 from tests.e2e.conftest import champion_of

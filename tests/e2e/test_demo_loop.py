@@ -27,7 +27,7 @@ def test_the_loop_shadows_labels_retrains_and_keeps_the_champion_without_evidenc
     ingested: dict[str, str], tmp_path: Path
 ) -> None:
     from pipeline.adapters.backends import open_store
-    from pipeline.monitor.inference_log import read_inference_log
+    from pipeline.predict.inference_log import read_inference_log
     from pipeline.settings import Settings
 
     code, out = pneumo(["train"], ingested, tmp_path / "train.log")

@@ -115,7 +115,7 @@ def dicom_run(tmp_path_factory, prefect_harness) -> Iterator[DicomRun]:
 def test_dicom_films_train_and_predict_with_patients_keyed(dicom_run: DicomRun) -> None:
     from pipeline.adapters.storage import LocalStore
     from pipeline.data.manifest import load_manifest
-    from pipeline.monitor.inference_log import read_inference_log
+    from pipeline.predict.inference_log import read_inference_log
 
     store = LocalStore(dicom_run.home / "store")
     _, manifest = load_manifest(store)

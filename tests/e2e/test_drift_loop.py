@@ -20,10 +20,10 @@ def loop(trained: Trained, registry):
     waits) and after (it retrains with them)."""
     from flows.monitoring import drift_check
     from pipeline.adapters.backends import open_store
-    from pipeline.monitor.batch import predict_batch, read_images
-    from pipeline.monitor.champion import load_champion
-    from pipeline.monitor.inference_log import append_inference_log
     from pipeline.monitor.simulate import simulate_batch
+    from pipeline.predict.batch import predict_batch, read_images
+    from pipeline.predict.champion import load_champion
+    from pipeline.predict.inference_log import append_inference_log
     from pipeline.settings import Settings
 
     with pytest.MonkeyPatch.context() as env:

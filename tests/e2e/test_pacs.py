@@ -216,7 +216,7 @@ def test_a_sync_killed_between_scoring_and_storing_stores_the_rest_next_time_not
     trained: Trained, pacs: Pacs, tmp_path: Path
 ) -> None:
     from pipeline.adapters.storage import LocalStore
-    from pipeline.monitor.inference_log import read_inference_log
+    from pipeline.predict.inference_log import read_inference_log
 
     chest = chest_films(trained, 3, first=4)
     pacs.upload(chest)
@@ -242,7 +242,7 @@ def test_a_pacs_that_is_down_or_refuses_the_credentials_is_a_clear_error(
     trained: Trained, pacs: Pacs, tmp_path: Path
 ) -> None:
     from pipeline.adapters.storage import LocalStore
-    from pipeline.monitor.pacs import WATERMARK_KEY
+    from pipeline.predict.pacs import WATERMARK_KEY
     from tests.integration.services import free_port
 
     store = LocalStore(trained.home / "store")

@@ -87,7 +87,7 @@ def test_the_champions_model_card_is_served(client, registry) -> None:
 
 
 def test_predictions_match_batch_inference(client) -> None:
-    from pipeline.monitor.batch import predict_batch
+    from pipeline.predict.batch import predict_batch
 
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in IMAGES]
     served = client.post("/predict", files=files).json()["predictions"]
@@ -200,7 +200,7 @@ def wait_for_logged(client, prefix: str, column: str, value: str, count: int) ->
     the rows, not the writer's counter: that also counts what an earlier test queued (fifty
     concurrent requests), so it can pass before this test's rows are written."""
     from pipeline.adapters.backends import open_store
-    from pipeline.monitor.inference_log import read_inference_log
+    from pipeline.predict.inference_log import read_inference_log
     from pipeline.settings import Settings
 
     writer = state(client).writer
@@ -220,8 +220,8 @@ def wait_for_logged(client, prefix: str, column: str, value: str, count: int) ->
 
 
 def test_every_prediction_reaches_the_inference_log(client) -> None:
-    from pipeline.monitor.drift_features import FEATURE_COLUMNS
-    from pipeline.monitor.inference_log import LOG_PREFIX
+    from pipeline.predict.drift_features import FEATURE_COLUMNS
+    from pipeline.predict.inference_log import LOG_PREFIX
 
     # Re-encoded, so its sha256 is this test's alone whatever else the log holds.
     unique = io.BytesIO()
@@ -237,7 +237,7 @@ def test_every_prediction_reaches_the_inference_log(client) -> None:
 
 
 def test_a_refused_upload_reaches_the_rejected_log_with_its_bit_depth(client) -> None:
-    from pipeline.monitor.inference_log import REJECTED_PREFIX
+    from pipeline.predict.inference_log import REJECTED_PREFIX
 
     sixteen = io.BytesIO()
     Image.fromarray(np.full((40, 50), 30000, dtype=np.uint16)).save(sixteen, "PNG")
@@ -294,7 +294,7 @@ def out_of_scope(scraped: str, version: str) -> dict[str, float]:
 
 
 def test_every_answer_says_whether_the_film_is_within_the_intended_use(client, monkeypatch) -> None:
-    from pipeline.monitor.inference_log import REJECTED_PREFIX
+    from pipeline.predict.inference_log import REJECTED_PREFIX
     from pipeline.settings import ScopeConfig
 
     service = state(client)

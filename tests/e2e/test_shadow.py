@@ -83,7 +83,7 @@ def test_every_accepted_request_gets_a_challenger_row_or_a_counted_drop(
     trained: Trained, registry, challenger: str, shadow_url: str, tmp_path: Path
 ) -> None:
     from pipeline.adapters.backends import open_store
-    from pipeline.monitor.inference_log import read_inference_log
+    from pipeline.predict.inference_log import read_inference_log
     from pipeline.settings import Settings
 
     started = pd.Timestamp(datetime.now(UTC))

@@ -37,7 +37,7 @@ def test_site_acceptance_is_recorded_served_carded_and_replaced(
 ) -> None:
     from flows.service import champion_holder
     from pipeline.adapters.registry import threshold_of
-    from pipeline.monitor.champion import load_champion
+    from pipeline.predict.champion import load_champion
     from pipeline.settings import Settings
 
     name = "pneumonia-resnet"

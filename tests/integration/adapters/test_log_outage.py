@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pipeline.adapters.s3 import S3Store
-from pipeline.monitor.inference_log import LOG_PREFIX, read_inference_log
+from pipeline.predict.inference_log import LOG_PREFIX, read_inference_log
 from pipeline.serve.background import InferenceLogWriter, LogSpool
 from tests.integration.services import seaweed
 from tests.waiting import wait_until

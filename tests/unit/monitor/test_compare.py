@@ -25,8 +25,8 @@ from pipeline.monitor.compare import (
     shadow_pairs,
     store_comparison,
 )
-from pipeline.monitor.inference_log import append_inference_log
 from pipeline.monitor.labels import add_labels
+from pipeline.predict.inference_log import append_inference_log
 from pipeline.settings import PerformanceConfig
 from tests.conftest import SAMPLE
 

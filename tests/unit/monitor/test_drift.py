@@ -7,17 +7,14 @@ import pandas as pd
 import pytest
 
 from pipeline.monitor.drift import (
-    DRIFT,
-    INSUFFICIENT,
-    NO_DRIFT,
-    PREVALENCE,
     REPORT_COLUMNS,
     apply_drift_rule,
     check_drift,
     evidently_report,
 )
-from pipeline.monitor.drift_features import EMBEDDING_COLUMNS, FEATURE_COLUMNS
 from pipeline.monitor.signals import IMAGE_SHIFT_COLUMNS, check_scope
+from pipeline.predict.drift_features import EMBEDDING_COLUMNS, FEATURE_COLUMNS
+from pipeline.predict.inference_log import DRIFT, INSUFFICIENT, NO_DRIFT, PREVALENCE
 from pipeline.settings import DriftConfig
 
 

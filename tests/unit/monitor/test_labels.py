@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from pipeline.adapters.storage import LocalStore
-from pipeline.monitor.inference_log import append_inference_log
 from pipeline.monitor.labels import (
     LABELS_PREFIX,
     LabelsError,
@@ -20,6 +19,7 @@ from pipeline.monitor.labels import (
     join_labels,
     read_labels,
 )
+from pipeline.predict.inference_log import append_inference_log
 from tests.conftest import SAMPLE
 
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)

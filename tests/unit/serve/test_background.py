@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipeline.adapters.storage import LocalStore, StorageUnavailableError
-from pipeline.monitor.inference_log import LOG_PREFIX, read_inference_log
+from pipeline.predict.inference_log import LOG_PREFIX, read_inference_log
 from pipeline.serve.background import ChampionHolder, InferenceLogWriter, LogSpool
 from tests.waiting import wait_until
 

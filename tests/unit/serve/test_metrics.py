@@ -12,9 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flows.service import create_app
 from pipeline.adapters.backends import open_store
-from pipeline.monitor.drift import DRIFT
-from pipeline.monitor.inference_log import LAST_CHECK_KEY
 from pipeline.monitor.performance import LAST_CHECK_KEY as PERFORMANCE_KEY
+from pipeline.predict.inference_log import DRIFT, LAST_CHECK_KEY
 from pipeline.serve.background import ChampionHolder
 from pipeline.serve.metrics import LastSummary, ServiceView, service_metrics
 from pipeline.settings import Settings

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from pipeline.adapters.storage import LocalStore
-from pipeline.monitor.champion import Champion
-from pipeline.monitor.drift_features import fit_projection
-from pipeline.monitor.inference_log import read_inference_log
+from pipeline.predict.champion import Champion
+from pipeline.predict.drift_features import fit_projection
+from pipeline.predict.inference_log import read_inference_log
 from pipeline.serve.background import ChampionHolder, InferenceLogWriter, LogSpool
 from pipeline.serve.shadow import NO_CHALLENGER, QUEUE_FULL, SAME_VERSION, ShadowScorer, Traffic
 from pipeline.settings import TrainConfig

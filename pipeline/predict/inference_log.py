@@ -17,8 +17,13 @@ from pipeline.adapters.storage import ObjectStore, sha256_hex
 
 LOG_PREFIX = "inference-log"
 REJECTED_PREFIX = "rejected-log"
-# The newest drift check's summary, whatever its result: what the service's /metrics shows.
+# The newest drift check's summary, whatever its result: what the service's /metrics shows,
+# with its verdict one of these.
 LAST_CHECK_KEY = "reports/drift/last-check.json"
+DRIFT = "drift detected"  # image shift: the retraining trigger
+PREVALENCE = "prevalence shift"  # the class mix alone changed: an alert
+NO_DRIFT = "no drift"
+INSUFFICIENT = "insufficient data"
 
 
 def parquet_bytes(table: pd.DataFrame) -> bytes:

@@ -14,7 +14,7 @@ import pytest
 from pipeline.adapters.dicom_results import FilmResult, build_overlay, build_report
 from pipeline.adapters.dicomweb import PacsInstance
 from pipeline.adapters.storage import LocalStore
-from pipeline.monitor.pacs import (
+from pipeline.predict.pacs import (
     DONE_PREFIX,
     SyncSummary,
     plan_sync,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.adapters.storage import LocalStore
-from pipeline.monitor.shards import (
+from pipeline.predict.shards import (
     list_source,
     pending_shards,
     plan_shards,

@@ -6,12 +6,12 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.adapters.storage import LocalStore
-from pipeline.monitor.inference_log import (
+from pipeline.monitor.steps import refused_in_window
+from pipeline.predict.inference_log import (
     REJECTED_PREFIX,
     append_inference_log,
     read_inference_log,
 )
-from pipeline.monitor.steps import refused_in_window
 
 
 def test_inference_log_is_append_only_and_windowed(tmp_path: Path) -> None:

@@ -19,9 +19,9 @@ from pipeline.data.dicom import DicomError, film_pixels
 from pipeline.data.images import inspect_image
 from pipeline.data.scope import scope_reasons, tag_reasons
 from pipeline.files import listed_entries, read_listed
-from pipeline.monitor.champion import Champion
-from pipeline.monitor.drift_features import feature_table
-from pipeline.monitor.probe import NO_LOCK, probe_images
+from pipeline.predict.champion import Champion
+from pipeline.predict.drift_features import feature_table
+from pipeline.predict.probe import NO_LOCK, probe_images
 from pipeline.progress import Progress, silent
 from pipeline.settings import ScopeConfig
 

@@ -21,8 +21,8 @@ from pipeline.adapters.registry import (
     threshold_of,
 )
 from pipeline.data.scope import ScopeModel
-from pipeline.monitor.drift_features import Projection
-from pipeline.monitor.probe import embedding_model
+from pipeline.predict.drift_features import Projection
+from pipeline.predict.probe import embedding_model
 from pipeline.train.card import read_stored_card
 
 MONITORED_MODEL = MODEL_NAMES["resnet"]

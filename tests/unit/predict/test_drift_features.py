@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipeline.data.shifts import shift_image
-from pipeline.monitor.drift_features import (
+from pipeline.predict.drift_features import (
     Projection,
     fit_projection,
     image_features,

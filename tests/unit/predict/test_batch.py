@@ -8,9 +8,9 @@ import pytest
 
 from pipeline.adapters.storage import LocalStore
 from pipeline.data.dicom import image_pixels
-from pipeline.monitor.batch import predict_batch, read_images
-from pipeline.monitor.champion import Champion
-from pipeline.monitor.drift_features import (
+from pipeline.predict.batch import predict_batch, read_images
+from pipeline.predict.champion import Champion
+from pipeline.predict.drift_features import (
     FEATURE_COLUMNS,
     fit_projection,
     image_features,

@@ -25,9 +25,9 @@ import pandas as pd
 
 from pipeline.adapters.storage import ObjectNotFoundError, ObjectStore
 from pipeline.files import listed_entries, read_listed
-from pipeline.monitor.batch import Items, Unread, predict_batch
-from pipeline.monitor.champion import Champion
-from pipeline.monitor.inference_log import (
+from pipeline.predict.batch import Items, Unread, predict_batch
+from pipeline.predict.champion import Champion
+from pipeline.predict.inference_log import (
     LOG_PREFIX,
     REJECTED_PREFIX,
     append_inference_log,
