@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import TRAIN224, machine
-from flows.batch import batch_predict
+from flows.batch_predict import batch_predict
 
 
 def copy_images(count: int, into: Path) -> Path:

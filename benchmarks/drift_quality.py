@@ -47,8 +47,8 @@ from pipeline.data.manifest import load_manifest
 from pipeline.data.shifts import DRIFT_KINDS, shift_image
 from pipeline.monitor.drift import apply_drift_rule, check_drift
 from pipeline.monitor.site import read_labelled_films
-from pipeline.predict.batch import predict_batch
 from pipeline.predict.champion import Champion, load_champion
+from pipeline.predict.scoring import predict_batch
 from pipeline.predict.steps import champion_cache
 from pipeline.settings import DriftConfig, Settings
 

@@ -76,8 +76,8 @@ def measure(films: list[bytes], url: str, empty_url: str, password: str, overlay
     from pipeline.adapters.dicom_results import FilmResult, build_report
     from pipeline.adapters.dicomweb import Pacs
     from pipeline.adapters.registry import Registry
-    from pipeline.predict.batch import predict_batch
     from pipeline.predict.champion import load_champion
+    from pipeline.predict.scoring import predict_batch
     from pipeline.settings import Settings
 
     pacs = Pacs(PacsConfig(url=url, username=USER, password=password))

@@ -39,9 +39,9 @@ from pipeline.data.dicom import DicomError, image_pixels
 from pipeline.data.manifest import load_manifest
 from pipeline.data.scope import UNLIKE_TRAINING, fit_scope
 from pipeline.monitor.site import read_labelled_films
-from pipeline.predict.batch import predict_batch
 from pipeline.predict.champion import load_champion
 from pipeline.predict.probe import probe_images
+from pipeline.predict.scoring import predict_batch
 from pipeline.settings import Settings
 
 SITE = SHARED / "data" / "chest_xray_site"

@@ -330,8 +330,8 @@ def batch_predict(
     out: Annotated[Path | None, typer.Option(help="CSV of every scored image.")] = None,
 ) -> None:
     """Score a large archive in shards on Dask; re-run the same command to resume."""
-    from flows.batch import ShardsFailedError
-    from flows.batch import batch_predict as batch_flow
+    from flows.batch_predict import ShardsFailedError
+    from flows.batch_predict import batch_predict as batch_flow
     from pipeline.adapters.registry import RegistryError
     from pipeline.adapters.storage import StorageError
 

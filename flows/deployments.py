@@ -21,7 +21,7 @@ from prefect.events import DeploymentEventTrigger
 from prefect.exceptions import ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
-from flows.batch import batch_predict
+from flows.batch_predict import batch_predict
 from flows.guard import ensure_champion_limit
 from flows.monitoring import (
     DRIFT_EVENT,
@@ -194,7 +194,7 @@ def deploy_all(settings: Settings, kind: PoolKind = "process") -> dict[str, UUID
         # No schedule: started with the archive to score, from the UI or `prefect deployment run`.
         f"batch-predict/{BATCH}": _deploy(
             batch_predict,
-            "flows/batch.py:batch_predict",
+            "flows/batch_predict.py:batch_predict",
             BATCH,
             settings,
             pool,

@@ -33,7 +33,7 @@ from pipeline.predict.inference_log import REJECTED_PREFIX
 from pipeline.serve.auth import key_matches, presented_key, read_key_hashes
 from pipeline.serve.background import ChampionHolder, InferenceLogWriter, LogSpool
 from pipeline.serve.handlers import BadImageError, check_upload, explain_upload, predict_uploads
-from pipeline.serve.metrics import (
+from pipeline.serve.prometheus import (
     CONTENT_TYPE,
     LastSummary,
     ServiceMetrics,

@@ -26,8 +26,8 @@ from pipeline.adapters.registry import Registry
 from pipeline.data.ingest import LABELS, SPLITS, Secret, film_identity, no_secret
 from pipeline.data.steps import patient_secret
 from pipeline.files import listed_entries, read_listed
-from pipeline.predict.batch import predict_batch
 from pipeline.predict.champion import Champion, load_champion
+from pipeline.predict.scoring import predict_batch
 from pipeline.settings import Settings, SiteConfig, ThresholdConfig
 from pipeline.train.card import now_iso, update_card
 from pipeline.train.metrics import choose_threshold

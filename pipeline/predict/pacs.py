@@ -31,9 +31,9 @@ from pipeline.adapters.dicomweb import Pacs, PacsInstance
 from pipeline.adapters.storage import ObjectStore
 from pipeline.data.dicom import film_pixels, instance_key
 from pipeline.faults import checkpoint
-from pipeline.predict.batch import predict_batch
 from pipeline.predict.champion import Champion
 from pipeline.predict.inference_log import REJECTED_PREFIX, append_inference_log
+from pipeline.predict.scoring import predict_batch
 from pipeline.settings import Settings
 from pipeline.train.card import INTENDED_USE
 from pipeline.train.gradcam import gradcam, overlay_film

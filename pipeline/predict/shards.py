@@ -25,7 +25,6 @@ import pandas as pd
 
 from pipeline.adapters.storage import ObjectNotFoundError, ObjectStore
 from pipeline.files import listed_entries, read_listed
-from pipeline.predict.batch import Items, Unread, predict_batch
 from pipeline.predict.champion import Champion
 from pipeline.predict.inference_log import (
     LOG_PREFIX,
@@ -33,6 +32,7 @@ from pipeline.predict.inference_log import (
     append_inference_log,
     parquet_bytes,
 )
+from pipeline.predict.scoring import Items, Unread, predict_batch
 from pipeline.settings import ScopeConfig
 
 JOBS_PREFIX = "batch-jobs"

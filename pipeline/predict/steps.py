@@ -12,9 +12,9 @@ import pandas as pd
 from pipeline.adapters.registry import Registry
 from pipeline.adapters.storage import ObjectStore
 from pipeline.files import atomic_path
-from pipeline.predict.batch import predict_batch, read_images
 from pipeline.predict.champion import Champion, load_champion
 from pipeline.predict.inference_log import REJECTED_PREFIX, append_inference_log
+from pipeline.predict.scoring import predict_batch, read_images
 from pipeline.progress import Progress, silent
 from pipeline.settings import Settings
 

@@ -18,8 +18,8 @@ from pipeline.adapters.registry import CHAMPION
 from pipeline.data.dicom import DicomError, film_pixels
 from pipeline.data.images import inspect_image, not_an_image, sniff_format
 from pipeline.data.scope import REASON_STARTS
-from pipeline.predict.batch import predict_batch, rejection
 from pipeline.predict.champion import Champion
+from pipeline.predict.scoring import predict_batch, rejection
 from pipeline.settings import ScopeConfig
 from pipeline.train.gradcam import gradcam, overlay_film
 from pipeline.train.inputs import UndecodableImageError, input_spec, prepare_image

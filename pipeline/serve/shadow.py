@@ -18,7 +18,7 @@ from collections import Counter
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from pipeline.predict.batch import predict_batch
+from pipeline.predict.scoring import predict_batch
 from pipeline.redact import redact
 from pipeline.serve.background import ChampionHolder, InferenceLogWriter
 

@@ -31,7 +31,7 @@ def archive(root: Path) -> Path:
 def test_shards_score_in_parallel_log_each_shard_and_a_rerun_resumes(
     trained_env, registry, tmp_path: Path
 ) -> None:
-    from flows.batch import batch_predict
+    from flows.batch_predict import batch_predict
 
     folder, out = archive(tmp_path), tmp_path / "all.csv"
     first = batch_predict(str(folder), shard_size=4, workers=2, out=str(out))

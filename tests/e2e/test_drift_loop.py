@@ -21,9 +21,9 @@ def loop(trained: Trained, registry):
     from flows.monitoring import drift_check
     from pipeline.adapters.backends import open_store
     from pipeline.monitor.simulate import simulate_batch
-    from pipeline.predict.batch import predict_batch, read_images
     from pipeline.predict.champion import load_champion
     from pipeline.predict.inference_log import append_inference_log
+    from pipeline.predict.scoring import predict_batch, read_images
     from pipeline.settings import Settings
 
     with pytest.MonkeyPatch.context() as env:

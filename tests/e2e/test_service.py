@@ -87,7 +87,7 @@ def test_the_champions_model_card_is_served(client, registry) -> None:
 
 
 def test_predictions_match_batch_inference(client) -> None:
-    from pipeline.predict.batch import predict_batch
+    from pipeline.predict.scoring import predict_batch
 
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in IMAGES]
     served = client.post("/predict", files=files).json()["predictions"]

@@ -15,7 +15,7 @@ from pipeline.adapters.backends import open_store
 from pipeline.monitor.performance import LAST_CHECK_KEY as PERFORMANCE_KEY
 from pipeline.predict.inference_log import DRIFT, LAST_CHECK_KEY
 from pipeline.serve.background import ChampionHolder
-from pipeline.serve.metrics import LastSummary, ServiceView, service_metrics
+from pipeline.serve.prometheus import LastSummary, ServiceView, service_metrics
 from pipeline.settings import Settings
 
 

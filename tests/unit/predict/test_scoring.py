@@ -8,13 +8,13 @@ import pytest
 
 from pipeline.adapters.storage import LocalStore
 from pipeline.data.dicom import image_pixels
-from pipeline.predict.batch import predict_batch, read_images
 from pipeline.predict.champion import Champion
 from pipeline.predict.drift_features import (
     FEATURE_COLUMNS,
     fit_projection,
     image_features,
 )
+from pipeline.predict.scoring import predict_batch, read_images
 from pipeline.settings import ScopeConfig, TrainConfig
 from pipeline.train.models import build_cnn
 from tests.conftest import SAMPLE, bad_crc_png, image_bytes, write
