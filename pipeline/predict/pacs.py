@@ -174,13 +174,13 @@ def store_results(
     `overlay` (film -> Secondary Capture) adds the Grad-CAM capture. `films`: those retrieved
     already, by key (the others, scored by an earlier sync, are retrieved again: a result
     carries the film's patient and study modules, which are never stored here)."""
-    scored = _keys_under(store, SCORED_PREFIX)
     summary = SyncSummary()
     for item in batch:
         key = pending.keys[item.sop_uid]
-        if key not in scored:  # refused while scoring: recorded as done already
+        record = f"{SCORED_PREFIX}{key}.json"
+        if not store.exists(record):  # refused while scoring: recorded as done already
             continue
-        result = FilmResult(**json.loads(store.get(f"{SCORED_PREFIX}{key}.json")))
+        result = FilmResult(**json.loads(store.get(record)))
         film = films[key] if films and key in films else pacs.retrieve(item)
         parts = [build_report(film, result)]
         if overlay is not None:
