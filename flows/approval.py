@@ -14,8 +14,17 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
-from pipeline.train.approval import APPROVED, REJECTED, TIMED_OUT, ApprovalDecision
-from pipeline.train.card import now_iso
+from pipeline.adapters.registry import Registry
+from pipeline.clock import now_iso
+from pipeline.settings import Settings
+from pipeline.train.approval import (
+    APPROVED,
+    REJECTED,
+    TIMED_OUT,
+    ApprovalDecision,
+    ApprovalError,
+    waiting_flow_run,
+)
 
 PAUSE_KEY = "approval"
 
@@ -46,19 +55,28 @@ def wait_for_approval(request: str, timeout_seconds: int) -> ApprovalDecision:
 
 
 def send_decision(
-    flow_run_id: str, decision: Literal["approve", "reject"], by: str, reason: str
-) -> None:
-    """Resume the paused flow run with a decision, as the Prefect UI's form does."""
+    settings: Settings,
+    model: str,
+    version: str,
+    decision: Literal["approve", "reject"],
+    by: str,
+    reason: str,
+) -> str:
+    """Resume the flow run that waits for a decision on MODEL VERSION, as the Prefect UI's form
+    does; returns that flow run's id. An `ApprovalError` when nothing waits for one."""
     from uuid import UUID
 
     from prefect.exceptions import ObjectNotFound
     from prefect.flow_runs import resume_flow_run
 
+    found = Registry.from_settings(settings).version(model, version)
+    flow_run_id = waiting_flow_run(model, version, found.tags)
     try:
         resume_flow_run(
             UUID(flow_run_id), run_input={"decision": decision, "reviewer": by, "reason": reason}
         )
     except ObjectNotFound:
-        raise ValueError(f"flow run {flow_run_id} is not on this Prefect server") from None
+        raise ApprovalError(f"flow run {flow_run_id} is not on this Prefect server") from None
     except (RuntimeError, FlowPauseTimeout) as exc:  # NotPausedError is a RuntimeError
-        raise ValueError(f"flow run {flow_run_id} is not waiting for approval: {exc}") from None
+        raise ApprovalError(f"flow run {flow_run_id} is not waiting for approval: {exc}") from None
+    return flow_run_id

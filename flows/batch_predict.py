@@ -21,6 +21,7 @@ from flows.tasks import IO
 from pipeline.adapters.backends import open_store
 from pipeline.adapters.registry import Registry
 from pipeline.adapters.storage import ObjectStore
+from pipeline.errors import PneumoError
 from pipeline.predict.champion import MONITORED_MODEL, Champion, load_champion, require_champion
 from pipeline.predict.shards import (
     Shard,
@@ -39,7 +40,7 @@ from pipeline.predict.steps import champion_cache
 from pipeline.settings import load_settings
 
 
-class ShardsFailedError(RuntimeError):
+class ShardsFailedError(PneumoError, RuntimeError):
     """Some shards failed; the others are kept, and a re-run scores only what is left."""
 
 

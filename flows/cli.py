@@ -20,14 +20,30 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from typer.core import TyperGroup
 
 from flows import output, runtime
 from pipeline.data.shifts import DriftKind  # numpy and PIL only: cheap at --help time
+from pipeline.errors import PneumoError
 from pipeline.redact import redact, redact_logs, redact_streams
-from pipeline.settings import Settings, SettingsError
-from pipeline.settings import load_settings as read_settings
+from pipeline.settings import Settings, load_settings
 
-app = typer.Typer(help="pneumo-ops: pneumonia detection in chest X-rays, from data to registry.")
+
+class ReportingGroup(TyperGroup):
+    """The one place a command's expected failure (any `PneumoError`, a bad setting included)
+    becomes an `error:` line and its exit code; anything else is left to `run`."""
+
+    def invoke(self, ctx: typer.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except PneumoError as exc:
+            raise output.fail(str(exc), exc.exit_code) from None
+
+
+app = typer.Typer(
+    cls=ReportingGroup,
+    help="pneumo-ops: pneumonia detection in chest X-rays, from data to registry.",
+)
 
 DEMO_DATA = Path("data/sample")
 ModelName = Annotated[str, typer.Argument(help="pneumonia-resnet or pneumonia-cnn")]
@@ -69,14 +85,6 @@ class Cli:
     settings: Settings
     verbose: bool = False
     server: threading.Thread | None = None  # Prefect's temporary server, starting
-
-
-def load_settings() -> Settings:
-    """Settings from the environment; a bad value is reported by its variable name."""
-    try:
-        return read_settings()
-    except SettingsError as exc:
-        raise output.fail(str(exc), code=2) from None
 
 
 def configure_runtime(settings: Settings) -> None:
@@ -190,7 +198,8 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 @contextmanager
 def reported(*errors: type[Exception], code: int = 1) -> Iterator[None]:
-    """Turn the expected failures of a command into one `error:` line and an exit code."""
+    """Built-in errors a command expects (a missing file, a bad value) as one `error:` line;
+    the library's own (`PneumoError`) are reported by `ReportingGroup`."""
     try:
         yield
     except errors as exc:
@@ -203,13 +212,10 @@ def ingest(
 ) -> None:
     """Store the images under PATH and write a manifest with splits by patient."""
     from pipeline.adapters.backends import open_store
-    from pipeline.adapters.storage import StorageError
-    from pipeline.data.ingest import IngestError
     from pipeline.data.steps import ingest_dataset
 
     settings = settings_of(ctx)
-    with reported(IngestError, StorageError):
-        summary = ingest_dataset(path, open_store(settings), settings, output.progress_bar)
+    summary = ingest_dataset(path, open_store(settings), settings, output.progress_bar)
     output.print_ingest(summary)
 
 
@@ -217,23 +223,18 @@ def ingest(
 def validate(ctx: typer.Context) -> None:
     """Validate the latest manifest with Great Expectations; exit 1 on critical failures."""
     from pipeline.adapters.backends import open_store
-    from pipeline.adapters.storage import StorageError
-    from pipeline.data.steps import DataValidationError, require_valid, validate_dataset
+    from pipeline.data.steps import require_valid, validate_dataset
 
     settings = settings_of(ctx)
-    with reported(StorageError):
-        summary = validate_dataset(open_store(settings), settings)
+    summary = validate_dataset(open_store(settings), settings)
     output.print_validation(summary)
-    with reported(DataValidationError):
-        require_valid(summary)
+    require_valid(summary)
 
 
 def run_training(data: Path | None, cli: Cli) -> None:
     from flows.training import training_pipeline
-    from pipeline.data.steps import DataValidationError
-    from pipeline.locks import LockTimeoutError
 
-    with flow_process(cli), reported(DataValidationError), reported(LockTimeoutError):
+    with flow_process(cli):
         summary = training_pipeline(data_path=str(data) if data else None)
     output.print_training(summary, cli.settings)
 
@@ -290,11 +291,10 @@ def deploy(
 
 def predict_and_print(source: str, out: Path | None, settings: Settings) -> None:
     from pipeline.adapters.backends import open_store
-    from pipeline.adapters.registry import Registry, RegistryError
-    from pipeline.adapters.storage import StorageError
+    from pipeline.adapters.registry import Registry
     from pipeline.predict.steps import predict_source
 
-    with reported(RegistryError, FileNotFoundError, StorageError):
+    with reported(FileNotFoundError):
         batch = predict_source(
             source,
             open_store(settings),
@@ -330,14 +330,10 @@ def batch_predict(
     out: Annotated[Path | None, typer.Option(help="CSV of every scored image.")] = None,
 ) -> None:
     """Score a large archive in shards on Dask; re-run the same command to resume."""
-    from flows.batch_predict import ShardsFailedError
     from flows.batch_predict import batch_predict as batch_flow
-    from pipeline.adapters.registry import RegistryError
-    from pipeline.adapters.storage import StorageError
 
     cli = ctx.ensure_object(Cli)
-    expected = (RegistryError, StorageError, FileNotFoundError, ValueError, ShardsFailedError)
-    with flow_process(cli), reported(*expected):
+    with flow_process(cli), reported(FileNotFoundError, ValueError):
         summary = batch_flow(
             source, shard_size, workers, cluster, str(out.resolve()) if out else None
         )
@@ -346,10 +342,8 @@ def batch_predict(
 
 def drift_and_print(cli: Cli, retrain: bool, last: int | None, days: int | None) -> None:
     from flows.monitoring import drift_check
-    from pipeline.adapters.registry import RegistryError
-    from pipeline.locks import LockTimeoutError
 
-    with flow_process(cli), reported(RegistryError, LockTimeoutError):
+    with flow_process(cli):
         summary = drift_check(trigger="direct" if retrain else "none", last_n=last, days=days)
     output.print_drift(summary, cli.settings)
 
@@ -380,11 +374,9 @@ def retrain(
 ) -> None:
     """Fine-tune the champion (plus new labels), gate it and register it."""
     from flows.monitoring import retrain_champion
-    from pipeline.adapters.registry import RegistryError
-    from pipeline.locks import LockTimeoutError
 
     cli = ctx.ensure_object(Cli)
-    with flow_process(cli), reported(RegistryError, LockTimeoutError):
+    with flow_process(cli):
         summary = retrain_champion(reason=reason, labeled_path=str(labeled) if labeled else None)
     output.print_training(summary, settings_of(ctx))
 
@@ -452,14 +444,13 @@ def demo_loop(
     shadow, and the champion moves only if the comparison recommends it. Exit 0 either way."""
     from flows.demo_loop import run_demo_loop
     from pipeline.adapters.registry import Registry, RegistryError
-    from pipeline.locks import LockTimeoutError
-    from pipeline.monitor.site import SiteFilmsError, read_labelled_films
+    from pipeline.monitor.site import read_labelled_films
     from pipeline.predict.champion import MONITORED_MODEL
 
     cli = ctx.ensure_object(Cli)
     settings = cli.settings
     work = work or settings.home / "demo-loop" / time.strftime("%Y%m%dT%H%M%S")
-    with reported(SiteFilmsError, RegistryError, LockTimeoutError, TimeoutError):
+    with reported(TimeoutError):
         if Registry.from_settings(settings).champion_version(MONITORED_MODEL) is None:
             raise RegistryError(f"{MONITORED_MODEL} has no champion: run `pneumo demo` first")
         labelled = read_labelled_films(films, settings.ingest.max_pixels)
@@ -582,13 +573,12 @@ def promote(
 ) -> None:
     """Move the champion alias to VERSION of MODEL by hand."""
     from flows.guard import champion_guard
-    from pipeline.adapters.registry import Registry, RegistryError
-    from pipeline.locks import LockTimeoutError
+    from pipeline.adapters.registry import Registry
 
     settings = settings_of(ctx)
     if settings.promotion.require_shadow_evidence and not force:
         require_shadow_evidence(settings, model, version)
-    with reported(RegistryError, LockTimeoutError), champion_guard(settings, "promote"):
+    with champion_guard(settings, "promote"):
         moved = Registry.from_settings(settings).promote(model, version, reason, force=force)
     typer.echo(f"{model}: champion -> version {version}" + ("" if moved else " (already)"))
 
@@ -617,14 +607,9 @@ def decide(
     import getpass
 
     from flows.approval import send_decision
-    from pipeline.adapters.registry import Registry, RegistryError
-    from pipeline.train.approval import waiting_flow_run
 
-    settings = settings_of(ctx)
-    with reported(RegistryError, ValueError):
-        found = Registry.from_settings(settings).version(model, version)
-        flow_run_id = waiting_flow_run(model, version, found.tags)
-        send_decision(flow_run_id, decision, by or getpass.getuser(), reason)  # type: ignore[arg-type]
+    by = by or getpass.getuser()
+    flow_run_id = send_decision(settings_of(ctx), model, version, decision, by, reason)  # type: ignore[arg-type]
     typer.echo(
         f"{model} v{version}: {decision} sent to flow run {flow_run_id}; the run records it"
         + (" and moves champion" if decision == "approve" else "")
@@ -665,13 +650,13 @@ def card(
     ] = False,
 ) -> None:
     """Print a version's model card (Markdown), or open its self-contained HTML."""
-    from pipeline.adapters.registry import Registry, RegistryError
+    from pipeline.adapters.registry import Registry
     from pipeline.predict.champion import require_champion
     from pipeline.train.card import read_stored_card
 
     settings = settings_of(ctx)
     registry = Registry.from_settings(settings)
-    with reported(RegistryError, FileNotFoundError):
+    with reported(FileNotFoundError):
         if version is None:
             version = str(require_champion(registry, model).version)
         run_id = registry.version(model, version).run_id
@@ -708,15 +693,14 @@ def site_accept(
     """
     import getpass
 
-    from pipeline.adapters.registry import Registry, RegistryError
-    from pipeline.monitor.site import SiteFilmsError, accept_on_site
+    from pipeline.adapters.registry import Registry
+    from pipeline.monitor.site import accept_on_site
 
     settings = settings_of(ctx)
     runtime.route_logs(settings.home, ctx.ensure_object(Cli).verbose)
-    with reported(RegistryError, SiteFilmsError):
-        result = accept_on_site(
-            Registry.from_settings(settings), settings, folder, version, by or getpass.getuser()
-        )
+    result = accept_on_site(
+        Registry.from_settings(settings), settings, folder, version, by or getpass.getuser()
+    )
     output.print_site_acceptance(result)
     raise typer.Exit(0 if result.accepted else 1)
 
@@ -743,12 +727,9 @@ def pacs_sync(
     """Score the new chest radiographs in the PACS (PNEUMO_PACS__URL) with the champion and
     store a Structured Report per film into its study; a re-run stores nothing twice."""
     from flows.pacs import pacs_sync as sync_flow
-    from pipeline.adapters.dicomweb import PacsError
-    from pipeline.adapters.registry import RegistryError
-    from pipeline.adapters.storage import StorageError
 
     cli = ctx.ensure_object(Cli)
-    with flow_process(cli), reported(PacsError, RegistryError, StorageError):
+    with flow_process(cli):
         summary = sync_flow(since.date().isoformat() if since else None, overlay)
     output.print_pacs_sync(summary)
 
@@ -772,11 +753,9 @@ def labels_add(
     """Store labels append-only (a later read of an image supersedes, history kept); labels of
     images never scored are kept and reported as unmatched. A bad row adds nothing."""
     from flows.monitoring import add_labels
-    from pipeline.adapters.storage import StorageError
-    from pipeline.monitor.labels import LabelsError
 
     cli = ctx.ensure_object(Cli)
-    with flow_process(cli), reported(LabelsError, StorageError):
+    with flow_process(cli):
         summary = add_labels(str(source), trigger="event")
     output.print_labels_added(summary)
 
@@ -793,11 +772,9 @@ def performance(
     """Realised performance of the logged predictions that have labels, per version, against
     what the version was validated at; exit 1 when a drop is alerted (PNEUMO_PERFORMANCE__*)."""
     from flows.monitoring import performance_check
-    from pipeline.adapters.registry import RegistryError
-    from pipeline.locks import LockTimeoutError
 
     cli = ctx.ensure_object(Cli)
-    with flow_process(cli), reported(RegistryError, LockTimeoutError):
+    with flow_process(cli):
         summary = performance_check(
             trigger="direct" if retrain else "none", days=days, version=version
         )
@@ -824,10 +801,9 @@ def compare(
     """Challenger against champion on shadow traffic (`pneumo serve --shadow`): agreement, the
     films they disagree on, and with labels a paired comparison and a recommendation."""
     from flows.monitoring import compare_shadow
-    from pipeline.adapters.registry import RegistryError
 
     cli = ctx.ensure_object(Cli)
-    with flow_process(cli), reported(RegistryError):
+    with flow_process(cli):
         summary = compare_shadow(days=days, films=str(films) if films else None)
     for line in output.comparison_lines(summary):
         typer.echo(line)
@@ -841,11 +817,10 @@ def rollback(
 ) -> None:
     """Move the champion alias back to the version it replaced."""
     from flows.guard import champion_guard
-    from pipeline.adapters.registry import Registry, RegistryError
-    from pipeline.locks import LockTimeoutError
+    from pipeline.adapters.registry import Registry
 
     settings = settings_of(ctx)
-    with reported(RegistryError, LockTimeoutError), champion_guard(settings, "rollback"):
+    with champion_guard(settings, "rollback"):
         previous = Registry.from_settings(settings).rollback(model, reason)
     typer.echo(f"{model}: champion -> version {previous}")
 

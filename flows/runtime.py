@@ -21,12 +21,11 @@ from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
-from pipeline.adapters.registry import pid_alive
+from pipeline import processes
 from pipeline.redact import redact, redact_logs, redact_streams
 from pipeline.settings import Settings, load_settings
 
 PARENT_ENV = "PNEUMO_PARENT_PID"  # inherited by Prefect's temporary server: whose child it is
-HOST_TAG, PID_TAG = "pneumo-host:", "pneumo-pid:"
 
 
 def exit_on_sigterm() -> None:
@@ -65,7 +64,7 @@ def stop_orphaned_servers(prefect_home: str) -> list[int]:
             env.get("PREFECT__SERVER_EPHEMERAL") == "1"
             and env.get("PREFECT_HOME") == prefect_home
             and parent.isdigit()
-            and not pid_alive(int(parent))
+            and not processes.pid_alive(int(parent))
         ):
             os.kill(int(entry.name), signal.SIGTERM)
             stopped.append(int(entry.name))
@@ -100,11 +99,6 @@ def await_temporary_server(thread: threading.Thread | None) -> None:
         thread.join()
 
 
-def owner_tags() -> list[str]:
-    """Flow-run tags naming this process, so a later command can tell that it died."""
-    return [f"{HOST_TAG}{socket.gethostname()}", f"{PID_TAG}{os.getpid()}"]
-
-
 def crash_orphaned_flow_runs() -> list[str]:
     """Mark Crashed the RUNNING flow runs this host's `pneumo` processes started and left."""
     from prefect.client.orchestration import get_client
@@ -117,16 +111,18 @@ def crash_orphaned_flow_runs() -> list[str]:
     from prefect.client.schemas.objects import StateType
     from prefect.states import Crashed
 
+    this_host = processes.as_labels({processes.OWNER_HOST: socket.gethostname()})
     running = FlowRunFilter(
         state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])),
-        tags=FlowRunFilterTags(all_=[f"{HOST_TAG}{socket.gethostname()}"]),
+        tags=FlowRunFilterTags(all_=this_host),
     )
     crashed = []
     with get_client(sync_client=True) as client:
         for run in client.read_flow_runs(flow_run_filter=running):
-            pids = [t.removeprefix(PID_TAG) for t in run.tags if t.startswith(PID_TAG)]
-            if pids and pids[0].isdigit() and not pid_alive(int(pids[0])):
-                message = f"its process {pids[0]} is gone (killed); found by a later pneumo"
+            owner = processes.from_labels(run.tags)
+            if processes.is_orphaned(owner):
+                pid = owner[processes.OWNER_PID]
+                message = f"its process {pid} is gone (killed); found by a later pneumo"
                 client.set_flow_run_state(run.id, Crashed(message=message), force=True)
                 crashed.append(str(run.id))
     return crashed
@@ -246,5 +242,5 @@ def tagged_as_owner() -> Iterator[None]:
     """Flow runs started in the block carry this process's host and pid as tags."""
     from prefect import tags
 
-    with tags(*owner_tags()):
+    with tags(*processes.as_labels(processes.owner())):
         yield

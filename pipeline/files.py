@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipeline.errors import PneumoError
+
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
@@ -60,7 +62,7 @@ def cached_file(target: Path, sha256: str | None, fetch: Callable[[], bytes]) ->
     return write_atomic(target, data)
 
 
-class NotRegularFileError(OSError):
+class NotRegularFileError(PneumoError, OSError):
     """A path that is a link, a folder or a special file: never read as data."""
 
 

@@ -17,12 +17,13 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipeline.errors import PneumoError
 from pipeline.settings import Settings
 
 POLL_SECONDS = 0.2
 
 
-class LockTimeoutError(Exception):
+class LockTimeoutError(PneumoError):
     """Another process held the lock for longer than the caller would wait."""
 
 

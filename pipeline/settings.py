@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.errors import PneumoError
 from pipeline.redact import is_secret_name, redact
 
 
@@ -491,8 +492,10 @@ class Settings(BaseSettings):
         return self.home / "mlartifacts"
 
 
-class SettingsError(ValueError):
+class SettingsError(PneumoError, ValueError):
     """Settings that do not validate, described by variable name with every secret masked."""
+
+    exit_code = 2  # a usage error, as click's own for a bad option
 
 
 def load_settings() -> Settings:

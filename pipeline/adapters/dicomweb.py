@@ -17,6 +17,7 @@ import pydicom
 import requests
 from dicomweb_client import DICOMwebClient
 
+from pipeline.errors import PneumoError
 from pipeline.settings import PacsConfig
 
 # QIDO-RS attribute tags (JSON model keys).
@@ -27,7 +28,7 @@ MODALITY, BODY_PART = "00080060", "00180015"
 AS_STORED = (("application/dicom", "*"),)
 
 
-class PacsError(RuntimeError):
+class PacsError(PneumoError, RuntimeError):
     """The PACS could not be reached or refused a request; the message names it and the cause."""
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import getpass
 import json
 import math
-import os
-import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from pipeline.errors import PneumoError
+from pipeline.processes import is_orphaned, owner
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,10 +51,9 @@ VERSION_INFO_TAGS = (
 REQUIRED_TAGS = ("threshold", "gate_passed", "weights_source", "image_size", "manifest_id")
 INCOMPLETE_TAG = "incomplete"
 HISTORY_PREFIX = "champion_move_"  # one registered-model tag per move: no read-modify-write
-OWNER_TAGS = ("pneumo_host", "pneumo_pid")  # which process a run belongs to (orphan detection)
 
 
-class RegistryError(Exception):
+class RegistryError(PneumoError):
     """A registry request that cannot be honoured (unknown version, refused promotion)."""
 
 
@@ -80,19 +80,6 @@ def is_transient_registry_error(exc: BaseException) -> bool:
     if isinstance(exc, RestException):  # an answer from a tracking server
         return exc.get_http_status_code() >= 500
     return isinstance(exc, MlflowException) and "database is locked" in str(exc)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process `pid` exists here; an unknown pid (0, negative) counts as alive."""
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 @dataclass(frozen=True)
@@ -195,8 +182,7 @@ class Registry:
 
         name = MODEL_NAMES[candidate.kind]
         # The same context tags (user, source, git commit) that mlflow.start_run records.
-        owner = {OWNER_TAGS[0]: socket.gethostname(), OWNER_TAGS[1]: str(os.getpid())}
-        tags = resolve_tags({**candidate.tags, **owner})
+        tags = resolve_tags({**candidate.tags, **owner()})
         run = self.client.create_run(
             self.experiment_id(), start_time=candidate.started_ms, run_name=name, tags=tags
         )
@@ -441,16 +427,10 @@ class Registry:
         found = self.client.get_experiment_by_name(self.experiment)
         if found is None:
             return []
-        host = socket.gethostname()
         runs = self.client.search_runs(
             [found.experiment_id], filter_string="attributes.status = 'RUNNING'"
         )
-        orphans = [
-            run.info.run_id
-            for run in runs
-            if run.data.tags.get(OWNER_TAGS[0]) == host
-            and not pid_alive(int(run.data.tags.get(OWNER_TAGS[1], "0") or 0))
-        ]
+        orphans = [run.info.run_id for run in runs if is_orphaned(run.data.tags)]
         for run_id in orphans:
             self.client.set_terminated(run_id, "FAILED")
         return orphans

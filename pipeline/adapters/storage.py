@@ -14,8 +14,10 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from pipeline.errors import PneumoError
 
-class StorageError(Exception):
+
+class StorageError(PneumoError):
     """Base class for object storage failures."""
 
 

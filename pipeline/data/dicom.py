@@ -22,12 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from pipeline.errors import PneumoError
+
 GRAYSCALE = ("MONOCHROME1", "MONOCHROME2")
 # What the intended-use check reads (`pipeline.data.scope.tag_reasons`), and nothing more.
 SCOPE_TAGS = ("Modality", "BodyPartExamined", "ViewPosition", "PatientAge")
 
 
-class DicomError(ValueError):
+class DicomError(PneumoError, ValueError):
     """A DICOM file that cannot be rendered as one grayscale film; the message says why."""
 
 

@@ -20,6 +20,7 @@ from pipeline.adapters.storage import ObjectStore, put_content_addressed, sha256
 from pipeline.data.dicom import DicomError, is_dicom, patient_key, render_dicom
 from pipeline.data.images import SUFFIX, inspect_image
 from pipeline.data.scope import OUTSIDE_USE, tag_reasons
+from pipeline.errors import PneumoError
 from pipeline.files import listed_entries, read_listed
 from pipeline.progress import Progress, silent
 from pipeline.settings import IngestConfig, ScopeConfig
@@ -57,7 +58,7 @@ def no_secret() -> str:
 RENDERED_PREFIX = "rendered"
 
 
-class IngestError(ValueError):
+class IngestError(PneumoError, ValueError):
     """The input folder does not have the expected layout."""
 
 

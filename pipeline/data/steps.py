@@ -32,12 +32,13 @@ from pipeline.data.manifest import (
 )
 from pipeline.data.split import assign_splits, labeled_left_out, merge_labeled
 from pipeline.data.validation import ValidationReport, validate_manifest
+from pipeline.errors import PneumoError
 from pipeline.files import read_listed
 from pipeline.progress import Progress, silent
 from pipeline.settings import Settings
 
 
-class DataValidationError(RuntimeError):
+class DataValidationError(PneumoError, RuntimeError):
     """Critical data checks failed; training does not start."""
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from pipeline.adapters.storage import ObjectStore
 from pipeline.data.ingest import LABELS, Secret, no_secret
+from pipeline.errors import PneumoError
 from pipeline.predict.inference_log import append_inference_log, read_inference_log
 
 LABELS_PREFIX = "labels"
@@ -28,7 +29,7 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_LISTED = 10  # bad rows named in one error
 
 
-class LabelsError(ValueError):
+class LabelsError(PneumoError, ValueError):
     """Labels that cannot be stored as they are; nothing of them was written."""
 
 

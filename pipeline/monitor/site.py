@@ -23,13 +23,15 @@ import numpy as np
 import pandas as pd
 
 from pipeline.adapters.registry import Registry
+from pipeline.clock import now_iso
 from pipeline.data.ingest import LABELS, SPLITS, Secret, film_identity, no_secret
 from pipeline.data.steps import patient_secret
+from pipeline.errors import PneumoError
 from pipeline.files import listed_entries, read_listed
 from pipeline.predict.champion import Champion, load_champion
 from pipeline.predict.scoring import predict_batch
 from pipeline.settings import Settings, SiteConfig, ThresholdConfig
-from pipeline.train.card import now_iso, update_card
+from pipeline.train.card import update_card
 from pipeline.train.metrics import choose_threshold
 from pipeline.train.uncertainty import (
     bootstrap_intervals,
@@ -41,7 +43,7 @@ from pipeline.train.uncertainty import (
 HISTORY_DIR = "site_acceptance"
 
 
-class SiteFilmsError(ValueError):
+class SiteFilmsError(PneumoError, ValueError):
     """A folder of labelled films that cannot be used as it is."""
 
 

@@ -18,6 +18,7 @@ from pipeline.adapters.registry import CHAMPION
 from pipeline.data.dicom import DicomError, film_pixels
 from pipeline.data.images import inspect_image, not_an_image, sniff_format
 from pipeline.data.scope import REASON_STARTS
+from pipeline.errors import PneumoError
 from pipeline.predict.champion import Champion
 from pipeline.predict.scoring import predict_batch, rejection
 from pipeline.settings import ScopeConfig
@@ -25,7 +26,7 @@ from pipeline.train.gradcam import gradcam, overlay_film
 from pipeline.train.inputs import UndecodableImageError, input_spec, prepare_image
 
 
-class BadImageError(ValueError):
+class BadImageError(PneumoError, ValueError):
     """An upload the service refuses, with the reason and the HTTP status to answer."""
 
     def __init__(

@@ -10,13 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from pipeline.adapters.registry import Registry
+from pipeline.clock import now_iso
+from pipeline.errors import PneumoError
 from pipeline.train.candidate import Registration
-from pipeline.train.card import now_iso, update_card
+from pipeline.train.card import update_card
 from pipeline.train.uncertainty import with_interval
 
 APPROVED, REJECTED, TIMED_OUT, PENDING = "approved", "rejected", "timed out", "pending"
 # Version tags: the decision's status (set once decided) and the flow run that waits for one.
 STATUS_TAG, FLOW_RUN_TAG = "approval_status", "prefect_flow_run_id"
+
+
+class ApprovalError(PneumoError, ValueError):
+    """A decision that cannot be delivered: the version was decided, or nothing waits for it."""
 
 
 @dataclass(frozen=True)
@@ -80,14 +86,14 @@ SHADOW_NOTE = (
 
 
 def waiting_flow_run(model: str, version: str, tags: dict[str, str]) -> str:
-    """The flow run that waits for a decision on the version with `tags`; a ValueError naming
+    """The flow run that waits for a decision on the version with `tags`; an ApprovalError naming
     the version when it was already decided or records no such run."""
     status = tags.get(STATUS_TAG)
     if status:
-        raise ValueError(f"{model} v{version} was already decided: {status}")
+        raise ApprovalError(f"{model} v{version} was already decided: {status}")
     flow_run_id = tags.get(FLOW_RUN_TAG)
     if not flow_run_id:
-        raise ValueError(f"{model} v{version} records no flow run that could wait for approval")
+        raise ApprovalError(f"{model} v{version} records no flow run that could wait for approval")
     return flow_run_id
 
 

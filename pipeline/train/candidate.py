@@ -7,14 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline.adapters.registry import Candidate
+from pipeline.clock import now_iso
 from pipeline.settings import Settings
-from pipeline.train.card import (
-    calibration_entry,
-    now_iso,
-    records,
-    split_counts,
-    threshold_why,
-)
+from pipeline.train.card import calibration_entry, records, split_counts, threshold_why
 from pipeline.train.evaluation import Evaluation
 from pipeline.train.fit import TrainedModel
 from pipeline.train.gates import GateDecision

@@ -13,7 +13,6 @@ import json
 import math
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -365,10 +364,6 @@ def update_card(registry: Registry, run_id: str, change: Callable[[dict], None])
             continue  # the card says the figure is not available
     with tempfile.TemporaryDirectory() as tmp:
         log_card(registry, run_id, card, images, Path(tmp))
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def threshold_why(cfg: ThresholdConfig) -> str:

@@ -18,6 +18,7 @@ import pandas as pd
 import tensorflow as tf
 
 from pipeline.adapters.storage import ObjectStore
+from pipeline.errors import PneumoError
 from pipeline.files import cached_file
 from pipeline.settings import TrainConfig
 
@@ -58,7 +59,7 @@ def decode_image(data: tf.Tensor, spec: InputSpec, crop: float = 1.0) -> tf.Tens
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
-class UndecodableImageError(ValueError):
+class UndecodableImageError(PneumoError, ValueError):
     """Bytes the model's decoder refuses, though they passed the upload check (PIL): a PNG with
     a bad CRC, for one."""
 

@@ -49,7 +49,7 @@ def versions(registry) -> list:
 
 def orphaned_runs(registry) -> list[str]:
     """MLflow runs left RUNNING by a process that no longer exists."""
-    from pipeline.adapters.registry import OWNER_TAGS, pid_alive
+    from pipeline.processes import OWNER_PID, pid_alive
 
     experiment = registry.client.get_experiment_by_name(registry.experiment)
     if experiment is None:
@@ -57,7 +57,7 @@ def orphaned_runs(registry) -> list[str]:
     runs = registry.client.search_runs(
         [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'"
     )
-    return [r.info.run_id for r in runs if not pid_alive(int(r.data.tags[OWNER_TAGS[1]]))]
+    return [r.info.run_id for r in runs if not pid_alive(int(r.data.tags[OWNER_PID]))]
 
 
 def assert_nothing_usable_is_incomplete(registry, champion_expected: bool) -> None:
