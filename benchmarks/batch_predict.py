@@ -47,9 +47,9 @@ def main() -> None:
             summary = batch_predict(str(folder), args.shard_size, workers)
             wall = time.perf_counter() - started
             print(
-                f"{workers} worker(s): {summary['images_scored']} images in "
-                f"{summary['shards']} shards, {summary['seconds']} s in the shards' flow "
-                f"({summary['images_per_second']} images/s), {wall:.1f} s with the run's start"
+                f"{workers} worker(s): {summary.images_scored} images in "
+                f"{summary.shards} shards, {summary.seconds} s in the shards' flow "
+                f"({summary.images_per_second} images/s), {wall:.1f} s with the run's start"
             )
 
 

@@ -86,12 +86,12 @@ def measure(films: list[bytes], url: str, empty_url: str, password: str, overlay
     os.environ |= {"PNEUMO_PACS__URL": url, "PNEUMO_PACS__USERNAME": USER,
                    "PNEUMO_PACS__PASSWORD": password}  # fmt: skip
     summary, wall = timed(lambda: pacs_sync(since="2024-01-01", overlay=overlay))
-    captures = f" and {summary['overlays']} Grad-CAM captures" if overlay else ""
+    captures = f" and {summary.overlays} Grad-CAM captures" if overlay else ""
     print(
-        f"pacs sync: {summary['scored']} scored, {summary['reports']} SRs{captures} stored in "
-        f"{wall:.1f} s ({summary['scored'] / wall:.1f} films/s, the flow's start included)"
+        f"pacs sync: {summary.scored} scored, {summary.reports} SRs{captures} stored in "
+        f"{wall:.1f} s ({summary.scored / wall:.1f} films/s, the flow's start included)"
     )
-    for reason, count in summary["not_scored"].items():
+    for reason, count in summary.not_scored.items():
         print(f"  not scored ({count}): {reason}")
     # Each step alone, on the same films.
     found, seconds = timed(pacs.find, ("CR", "DX"), date(2024, 1, 1))

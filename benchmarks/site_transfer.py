@@ -120,14 +120,14 @@ def retrain_on_half(films: LabelledFilms, a: np.ndarray, b: np.ndarray, settings
         start = time.perf_counter()
         half_a = write_films(films.subset(a), Path(tmp))
         summary = retrain_champion(reason="site films, half A", labeled_path=str(half_a))
-        resnet = summary["models"]["resnet"]
-        gate = "; ".join(resnet["gate_reasons"])
+        resnet = summary.models["resnet"]
+        gate = "; ".join(resnet.gate_reasons)
         print(f"retrain on half A ({len(a)} films): {time.perf_counter() - start:.0f} s, "
-              f"phases {resnet['train_phases']}; gate: {gate}")  # fmt: skip
+              f"phases {resnet.train_phases}; gate: {gate}")  # fmt: skip
     registry = Registry.from_settings(settings)
     held = films.subset(b)
     patients = held.rows["patient_id"].astype(str).tolist()
-    for version, role in ((str(resnet["version"]), "retrained"), (None, "champion")):
+    for version, role in ((resnet.version, "retrained"), (None, "champion")):
         model = load_champion(registry, settings.cache_dir / f"bench-{role}", version=version)
         scores = score_films(model, held, settings.ingest.max_pixels)
         print(line(f"{role} v{model.version} on half B ({len(b)} films), its threshold "

@@ -22,8 +22,9 @@ from pipeline.adapters.backends import open_store
 from pipeline.adapters.registry import Registry
 from pipeline.adapters.storage import ObjectStore
 from pipeline.errors import PneumoError
-from pipeline.predict.champion import MONITORED_MODEL, Champion, load_champion, require_champion
+from pipeline.predict.champion import MONITORED_MODEL, Champion, load_champion
 from pipeline.predict.shards import (
+    BatchJob,
     Shard,
     Source,
     collect_results,
@@ -111,12 +112,12 @@ def batch_predict(
     workers: int = 1,
     cluster: str | None = None,
     out: str | None = None,
-) -> dict:
+) -> BatchJob:
     """Score every image under a folder, store prefix or manifest CSV with the ResNet champion,
     `shard_size` images per task; re-run with the same arguments to resume."""
     settings = flow_settings()
     store = open_store(settings)
-    version = str(require_champion(Registry.from_settings(settings)).version)
+    version = str(Registry.from_settings(settings).require_alias(MONITORED_MODEL).version)
     planned = list_source(source, store)
     shards = plan_shards(planned, shard_size, version)
     store_plan(shards, store)
@@ -142,19 +143,19 @@ def batch_predict(
 
 
 def finish_job(
-    store: ObjectStore, shards: list[Shard], summary: dict, results: list, out: str | None
-) -> dict:
+    store: ObjectStore, shards: list[Shard], summary: BatchJob, results: list, out: str | None
+) -> BatchJob:
     """The summary stored beside the shards; all rows to `out` once every shard is done.
     Failed shards fail the run after the rest are kept."""
-    summary["summary_uri"] = store.uri(write_job_summary(store, summary["job"], summary))
-    if summary["failed"]:
+    summary.summary_uri = store.uri(write_job_summary(store, summary))
+    if summary.failed:
         first = next(r for r in results if not isinstance(r, dict))
         raise ShardsFailedError(
-            f"{len(summary['failed'])} of {len(results)} shards failed (first, shard "
-            f"{summary['failed'][0]}: {type(first).__name__}: {first}); the others are kept: "
+            f"{len(summary.failed)} of {len(results)} shards failed (first, shard "
+            f"{summary.failed[0]}: {type(first).__name__}: {first}); the others are kept: "
             "re-run to resume"
         )
     if out:
         collect_results(shards, store).to_csv(out, index=False)
-        summary["csv"] = out
+        summary.csv = out
     return summary

@@ -340,11 +340,14 @@ def batch_predict(
     output.print_batch_job(summary)
 
 
-def drift_and_print(cli: Cli, retrain: bool, last: int | None, days: int | None) -> None:
+def drift_and_print(
+    cli: Cli, retrain: bool, last: int | None, days: int | None, inbox: Path | None = None
+) -> None:
     from flows.monitoring import drift_check
 
+    trigger = "direct" if retrain else "none"
     with flow_process(cli):
-        summary = drift_check(trigger="direct" if retrain else "none", last_n=last, days=days)
+        summary = drift_check(trigger, last, days, str(inbox) if inbox else None)
     output.print_drift(summary, cli.settings)
 
 
@@ -411,8 +414,6 @@ def demo_drift(
     work = work or settings.home / "demo-drift"
     stamp = time.strftime("%Y%m%dT%H%M%S")
     inbox = settings.drift.labeled_inbox or work / f"labelled-inbox-{stamp}"
-    # The flows read their settings from the environment: this run's inbox is theirs too.
-    os.environ["PNEUMO_DRIFT__LABELED_INBOX"] = str(inbox)
     cli = ctx.ensure_object(Cli)
     for kind, retrain_on_drift in (("none", False), ("contrast", True)):
         batch = work / f"{kind}-{stamp}"
@@ -420,7 +421,7 @@ def demo_drift(
         count += simulate(kind, batch / "val", DEMO_DATA / "val")
         typer.echo(f"wrote {count} {kind} images to {batch}")
         predict_and_print(str(batch), None, settings)
-        drift_and_print(cli, retrain_on_drift, count, None)
+        drift_and_print(cli, retrain_on_drift, count, None, inbox)
     # Radiologists label films from the new acquisition: washed-out copies of training films
     # (training patients only, so nothing reaches the splits the gates measure on).
     labelled = sum(
@@ -428,7 +429,7 @@ def demo_drift(
         for label in ("NORMAL", "PNEUMONIA")
     )
     typer.echo(f"wrote {labelled} labelled washed-out films to {inbox}; checking again")
-    drift_and_print(cli, True, count, None)
+    drift_and_print(cli, True, count, None, inbox)
 
 
 @app.command("demo-loop")
@@ -513,18 +514,14 @@ def api_key(
     ] = None,
 ) -> None:
     """Make an API key for `pneumo serve`: the key is printed once; only its hash is kept."""
-    from pipeline.serve.auth import hash_key, new_key
+    from pipeline.serve.auth import add_key_hash, hash_key, new_key
 
     key = new_key()
-    line = hash_key(key)
     if keys_file is not None:
-        keys_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a") as handle:
-            handle.write(line + "\n")
+        add_key_hash(keys_file, key)
         typer.echo(f"added its hash to {keys_file} (set PNEUMO_SERVE_API_KEYS_FILE to it)")
     else:
-        typer.echo(f"its hash, for the keys file: {line}")
+        typer.echo(f"its hash, for the keys file: {hash_key(key)}")
     typer.echo(f"the key (shown only now): {key}")
 
 
@@ -651,24 +648,18 @@ def card(
 ) -> None:
     """Print a version's model card (Markdown), or open its self-contained HTML."""
     from pipeline.adapters.registry import Registry
-    from pipeline.predict.champion import require_champion
-    from pipeline.train.card import read_stored_card
+    from pipeline.train.card import read_version_card, write_card_page
 
     settings = settings_of(ctx)
-    registry = Registry.from_settings(settings)
+    kind = "html" if open_html else "md"
     with reported(FileNotFoundError):
-        if version is None:
-            version = str(require_champion(registry, model).version)
-        run_id = registry.version(model, version).run_id
-        text = read_stored_card(registry, run_id, "html" if open_html else "md")
+        version, text = read_version_card(Registry.from_settings(settings), model, version, kind)
     if not open_html:
         typer.echo(text)
         return
     import webbrowser
 
-    path = settings.reports_dir / "cards" / f"{model}-v{version}.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path = write_card_page(text, settings.reports_dir, model, version)
     typer.echo(f"model card: {path}")
     webbrowser.open(path.resolve().as_uri())
 
@@ -779,7 +770,7 @@ def performance(
             trigger="direct" if retrain else "none", days=days, version=version
         )
     output.print_performance(summary, cli.settings)
-    raise typer.Exit(1 if summary["alert"] else 0)
+    raise typer.Exit(1 if summary.check.alert else 0)
 
 
 @app.command()

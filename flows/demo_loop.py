@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from pipeline.monitor.compare import ShadowComparison
 from pipeline.monitor.site import LabelledFilms, patient_halves, write_films
 from pipeline.settings import Settings
 
@@ -135,12 +136,11 @@ def run_demo_loop(settings: Settings, films: LabelledFilms, work: Path, echo: Ec
     echo("\n2. its labels arrive; the performance check reads the champion's realised figures")
     output.print_labels_added(add_labels(str(first), trigger="none"))
     check = performance_check(trigger="direct")
-    output.print_performance(check, settings)
-    retrained = check.get("retrain")
-    if not isinstance(retrained, dict):
+    output.print_performance(check, settings)  # with the retraining, if the check started one
+    if check.retraining is None or check.retraining.run is None:
         echo("no retraining started by the check: retraining on the labelled films, as scheduled")
         retrained = retrain_champion(reason="demo-loop: first batch", labeled_path=str(first))
-    output.print_training(retrained, settings)
+        output.print_training(retrained, settings)
 
     echo("\n3. the second batch arrives, the retrained version in shadow; its labels arrive")
     send_films(settings, second_films, echo)
@@ -152,16 +152,16 @@ def run_demo_loop(settings: Settings, films: LabelledFilms, work: Path, echo: Ec
     return promote_on_evidence(settings, comparison, echo)
 
 
-def promote_on_evidence(settings: Settings, comparison: dict, echo: Echo) -> bool:
+def promote_on_evidence(settings: Settings, comparison: ShadowComparison, echo: Echo) -> bool:
     """Move the champion to the challenger when the comparison recommends it."""
     from flows.guard import champion_guard
     from pipeline.adapters.registry import Registry
     from pipeline.monitor.compare import PROMOTE
     from pipeline.predict.champion import MONITORED_MODEL
 
-    challenger = comparison["challenger"]
-    if comparison["recommendation"] != PROMOTE:
-        echo(f"\nchampion stays v{comparison['champion']}: {comparison['recommendation']}")
+    challenger = comparison.challenger
+    if comparison.recommendation != PROMOTE:
+        echo(f"\nchampion stays v{comparison.champion}: {comparison.recommendation}")
         return False
     reason = f"demo-loop: shadow comparison recommends v{challenger}"
     with champion_guard(settings, "promote"):

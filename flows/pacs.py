@@ -3,7 +3,6 @@ their studies (wiring only; the steps are `pipeline.predict.pacs`)."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, date, datetime
 
 from prefect import flow, get_run_logger
@@ -67,7 +66,7 @@ def _overlay(champion: Champion, settings: Settings, overlay: bool):
 
 
 @flow(name=PACS_SYNC, log_prints=True)
-def pacs_sync(since: str | None = None, overlay: bool = False) -> dict:
+def pacs_sync(since: str | None = None, overlay: bool = False) -> SyncSummary:
     """Score the chest films the PACS received since the last complete sync (`since`: from this
     study date, YYYY-MM-DD) and store an SR per film (and with `overlay` a Grad-CAM Secondary
     Capture) into its study."""
@@ -92,4 +91,4 @@ def pacs_sync(since: str | None = None, overlay: bool = False) -> dict:
         summary.found, summary.already_done, summary.scored, summary.reports,
         sum(summary.not_scored.values()),
     )  # fmt: skip
-    return dataclasses.asdict(summary)
+    return summary

@@ -26,7 +26,7 @@ from prefect.states import State
 
 from flows.approval import wait_for_approval
 from flows.guard import champion_guard
-from flows.output import progress_bar
+from flows.output import progress_bar, training_markdown
 from pipeline.adapters.backends import is_transient, open_store
 from pipeline.adapters.registry import MODEL_NAMES, Reference, Registry
 from pipeline.data.steps import (
@@ -60,7 +60,7 @@ from pipeline.train.approval import (
     apply_decision,
     approval_request,
 )
-from pipeline.train.candidate import ModelOutcome, Registration
+from pipeline.train.candidate import ModelOutcome, Registration, TrainingSummary
 from pipeline.train.evaluation import ChampionScore, Evaluation
 from pipeline.train.fit import TrainedModel
 from pipeline.train.gates import GateDecision
@@ -334,27 +334,28 @@ def evaluate_gate_register(
     return ModelOutcome(kind, evaluation, decision, registered, trained, before, phase)
 
 
-def publish_summary(summary: dict, key: str, description: str) -> None:
+def publish_summary(summary: TrainingSummary, key: str, description: str) -> None:
     """The run's results as Prefect artifacts: a narrow table (one row per model, the verdict
     in view), the markdown summary, and a link to the report folder."""
     rows = [
         {
-            "model": m["model"],
-            "version": m["version"],
-            "gate": "PASS" if m["gate_passed"] else "FAIL",
-            "champion": "moved here" if m["champion"] else "unchanged",
-            "AUC": round(m["metrics"]["roc_auc"], 3),
-            "sensitivity": round(m["metrics"]["sensitivity"], 3),
-            "specificity": round(m["metrics"]["specificity"], 3),
-            "threshold": round(m["threshold"], 3),
+            "model": m.model,
+            "version": m.version,
+            "gate": "PASS" if m.gate_passed else "FAIL",
+            "champion": "moved here" if m.champion else "unchanged",
+            "AUC": round(m.metrics["roc_auc"], 3),
+            "sensitivity": round(m.metrics["sensitivity"], 3),
+            "specificity": round(m.metrics["specificity"], 3),
+            "threshold": round(m.threshold, 3),
         }
-        for m in summary["models"].values()
+        for m in summary.models.values()
     ]
     create_table_artifact(key=f"{key}-models", table=rows, description=description)
-    create_markdown_artifact(key=key, markdown=summary["markdown"], description=description)
+    markdown = training_markdown(summary)
+    create_markdown_artifact(key=key, markdown=markdown, description=description)
     create_link_artifact(
         key=f"{key}-reports",
-        link=Path(summary["report_dir"]).resolve().as_uri(),
+        link=Path(summary.report_dir).resolve().as_uri(),
         link_text="report folder (plots, predictions, classification reports)",
         description=description,
     )

@@ -285,6 +285,14 @@ class Registry:
                 return None
             raise
 
+    def require_alias(self, name: str, alias: str = CHAMPION) -> Any:
+        """The version behind `alias` now; a RegistryError saying how to get one if none."""
+        current = self.alias_version(name, alias)
+        if current is None:
+            hint = "train and promote one first" if alias == CHAMPION else "train one first"
+            raise RegistryError(f"model {name!r} has no {alias} yet: {hint}")
+        return current
+
     def version(self, name: str, version: str) -> Any:
         """A registered version; a RegistryError naming the model and version if there is none."""
         from mlflow.exceptions import MlflowException

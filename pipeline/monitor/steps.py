@@ -45,6 +45,7 @@ from pipeline.predict.probe import embedding_model, probe_images
 from pipeline.predict.steps import champion_cache
 from pipeline.progress import Progress, silent
 from pipeline.settings import ScopeConfig, Settings
+from pipeline.train.candidate import TrainingSummary
 
 
 def profile_reference(
@@ -88,7 +89,33 @@ class DriftCheck:
     result: DriftResult
     champion_version: str
     report_uri: str | None
-    summary: dict
+    summary: dict  # the check as stored for the service and `pneumo drift` (JSON)
+
+
+@dataclass(frozen=True)
+class Retraining:
+    """What a check did about the drift or drop it found: a note (it waits for labelled films,
+    an event was emitted), or the retraining run it started."""
+
+    note: str = ""
+    run: TrainingSummary | None = None
+
+
+@dataclass(frozen=True)
+class DriftOutcome:
+    """A drift-check flow's result: the check, and on drift what was done about it."""
+
+    check: DriftCheck
+    new_labels: int | None = None  # labelled films a retrain would add (counted on drift)
+    retraining: Retraining | None = None
+
+
+@dataclass(frozen=True)
+class PerformanceOutcome:
+    """A performance-check flow's result: the check, and on a drop what was done about it."""
+
+    check: PerformanceCheck
+    retraining: Retraining | None = None
 
 
 def run_drift_check(

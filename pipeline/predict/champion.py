@@ -60,7 +60,7 @@ def load_champion(
     """The model behind `name@alias` (default `champion`), resolved now (or `version`, pinned:
     the shards of one batch job are all scored by the version it started with), with its
     threshold and reference profile."""
-    current = registry.version(name, version) if version else require_alias(registry, name, alias)
+    current = registry.version(name, version) if version else registry.require_alias(name, alias)
     version = str(current.version)
     # An incomplete champion (no threshold, no reference profile) is refused, not served with
     # defaults: `pneumo doctor` finds such versions and `pneumo rollback` moves past them.
@@ -99,19 +99,6 @@ def revision_of(version: Any) -> str:
     """Which version, at which threshold: a site acceptance changes the threshold in force
     without a new version, and whoever holds a loaded champion must notice."""
     return f"{version.version}/{version.tags.get('site_acceptance_id', 'validation')}"
-
-
-def require_champion(registry: Registry, name: str = MONITORED_MODEL) -> Any:
-    """The version `name@champion` points at now; a RegistryError if there is none."""
-    return require_alias(registry, name, CHAMPION)
-
-
-def require_alias(registry: Registry, name: str, alias: str) -> Any:
-    current = registry.alias_version(name, alias)
-    if current is None:
-        hint = "train and promote one first" if alias == CHAMPION else "train one first"
-        raise RegistryError(f"model {name!r} has no {alias} yet: {hint}")
-    return current
 
 
 def read_card(registry: Registry, run_id: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ import hashlib
 import io
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -186,34 +186,55 @@ def collect_results(shards: list[Shard], store: ObjectStore) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=RESULT_COLUMNS)
 
 
+@dataclass
+class BatchJob:
+    """What a run of a batch job did: shards skipped, scored and failed (by index), images
+    scored and refused, and the rate; stored as JSON beside the shards."""
+
+    job: str
+    model_version: str
+    shards: int
+    skipped_done: int
+    scored_now: int
+    failed: list[int]
+    images_scored: int
+    images_rejected: int
+    images_out_of_scope: int
+    seconds: float
+    images_per_second: float
+    summary_uri: str = ""  # where the stored summary is (set once stored)
+    csv: str | None = None  # every scored row, once all shards are done and one was asked for
+
+
 def summarise_job(
     shards: list[Shard],
     todo: list[Shard],
     results: list[dict | Exception],
     version: str,
     seconds: float,
-) -> dict:
-    """What a run of the job did: shards skipped, scored and failed (by index), images scored
-    and refused, and the rate. `results`: one per shard of `todo`, a count or the failure."""
+) -> BatchJob:
+    """What this run of the job did. `results`: one per shard of `todo`, a count or the
+    failure."""
     done = [r for r in results if isinstance(r, dict)]
     scored = sum(r["scored"] for r in done)
-    return {
-        "job": shards[0].job,
-        "model_version": version,
-        "shards": len(shards),
-        "skipped_done": len(shards) - len(todo),
-        "scored_now": len(done),
-        "failed": [s.index for s, r in zip(todo, results, strict=True) if not isinstance(r, dict)],
-        "images_scored": scored,
-        "images_rejected": sum(r["rejected"] for r in done),
-        "images_out_of_scope": sum(r.get("out_of_scope", 0) for r in done),
-        "seconds": round(seconds, 1),
-        "images_per_second": round(scored / seconds, 2) if seconds and scored else 0.0,
-    }
+    return BatchJob(
+        job=shards[0].job,
+        model_version=version,
+        shards=len(shards),
+        skipped_done=len(shards) - len(todo),
+        scored_now=len(done),
+        failed=[s.index for s, r in zip(todo, results, strict=True) if not isinstance(r, dict)],
+        images_scored=scored,
+        images_rejected=sum(r["rejected"] for r in done),
+        images_out_of_scope=sum(r.get("out_of_scope", 0) for r in done),
+        seconds=round(seconds, 1),
+        images_per_second=round(scored / seconds, 2) if seconds and scored else 0.0,
+    )
 
 
-def write_job_summary(store: ObjectStore, job: str, summary: dict) -> str:
-    """The job's summary beside its shards; its key."""
-    key = f"{JOBS_PREFIX}/{job}/summary.json"
-    store.put(key, json.dumps(summary, indent=2).encode(), overwrite=True)
+def write_job_summary(store: ObjectStore, summary: BatchJob) -> str:
+    """The job's summary beside its shards (without where it is and the CSV); its key."""
+    key = f"{JOBS_PREFIX}/{summary.job}/summary.json"
+    record = {k: v for k, v in asdict(summary).items() if k not in ("summary_uri", "csv")}
+    store.put(key, json.dumps(record, indent=2).encode(), overwrite=True)
     return key

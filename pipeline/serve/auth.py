@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
 from collections.abc import Iterable
@@ -24,6 +25,14 @@ def new_key() -> str:
 
 def hash_key(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def add_key_hash(path: Path, key: str) -> None:
+    """Append the hash of `key` to a keys file, created readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as handle:
+        handle.write(hash_key(key) + "\n")
 
 
 def read_key_hashes(path: Path) -> frozenset[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.adapters.registry import Candidate
@@ -148,77 +148,77 @@ class ModelOutcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ModelSummary:
+    """One model of a training run: where it landed, how it measured, what it trained from."""
+
+    model: str
+    version: str
+    run_id: str
+    champion: bool  # whether `champion` moved to this version
+    champion_version: str | None  # the champion after the run (this version or the one before)
+    approval: str
+    card_uri: str
+    metrics: dict[str, float]  # test split, with patient-bootstrap interval columns
+    threshold: float
+    calibration: str
+    gate_passed: bool
+    gate_reasons: list[str]
+    collapsed: str | None
+    image_size: int
+    weights_source: str
+    train_images_per_second: float
+    train_phases: dict[str, float]
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What a training or retraining run returns; `flows.output` renders it."""
+
+    manifest_id: str
+    validation: str  # the Great Expectations result of the manifest
+    profile: str
+    models: dict[str, ModelSummary]  # by kind: cnn, resnet
+    timings: dict[str, float]
+    report_dir: str
+
+
 def summarise(
     outcomes: list[ModelOutcome],
     provenance: dict[str, str],
     timings: dict[str, float],
     settings: Settings,
     run_dir: Path,
-) -> dict:
-    """A JSON-able summary with a markdown rendering for the Prefect artifact.
-
-    One short section per model, verdict first: a wide table pushed the gate off screen behind
-    the weights path. The numbers also go to a Prefect table artifact (`flows`).
-    """
-    sizes = ", ".join(f"{o.kind} {input_spec(o.trained.model).size} px" for o in outcomes)
-    lines = [
-        f"# training-pipeline: manifest `{provenance['manifest_id']}`",
-        f"Data validation: {provenance['gx_result']}. Profile `{settings.profile}`, "
-        f"image size {sizes}.",
-    ]
-    models = {}
-    for o in outcomes:
-        m = o.evaluation.metrics
-        moved = o.registered.champion
-        champion = "moved here" if moved else f"stays at {o.champion_before or 'none'}"
-        lines += [
-            "",
-            f"## {o.registered.model} v{o.registered.version}: gate "
-            f"{'PASS' if o.decision.passed else 'FAIL'}, champion {champion}",
-            f"- test (95 % CI by patient bootstrap): AUC {with_interval(m, 'roc_auc')}, "
-            f"sensitivity {with_interval(m, 'sensitivity')}, specificity "
-            f"{with_interval(m, 'specificity')}, PPV {with_interval(m, 'ppv')}, NPV "
-            f"{with_interval(m, 'npv')}, accuracy {m['accuracy']:.3f} at threshold "
-            f"{o.evaluation.threshold:.3f}",
-            f"- calibration: {o.evaluation.calibration.describe()}; test ECE "
-            f"{m['ece_uncalibrated']:.3f} -> {m['ece']:.3f}, Brier {m['brier_uncalibrated']:.3f} "
-            f"-> {m['brier']:.3f}",
-            f"- gate: {'; '.join(o.decision.reasons)}",
-            *([f"- approval: {o.registered.approval}"] if o.registered.approval else []),
-            f"- model card: {o.registered.card_uri}",
-            f"- weights: {o.trained.weights_source}",
-        ]
-        models[o.kind] = {
-            **asdict(o.registered),
-            "metrics": m,
-            "threshold": o.evaluation.threshold,
-            "calibration": o.evaluation.calibration.describe(),
-            "gate_passed": o.decision.passed,
-            "gate_reasons": o.decision.reasons,
-            "collapsed": o.evaluation.collapsed,
-            "champion_version": o.registered.version if moved else o.champion_before,
-            "weights_source": o.trained.weights_source,
-            "train_images_per_second": round(o.trained.images_per_second, 2),
-            "train_phases": o.trained.phases,
-            "timings": o.timings,
-        }
-    lines += [
-        f"\n**{o.kind} collapsed**: {o.evaluation.collapsed}"
+) -> TrainingSummary:
+    """The run's summary: per model its version, metrics, gate and what it trained from."""
+    models = {
+        o.kind: ModelSummary(
+            model=o.registered.model,
+            version=o.registered.version,
+            run_id=o.registered.run_id,
+            champion=o.registered.champion,
+            champion_version=o.registered.version if o.registered.champion else o.champion_before,
+            approval=o.registered.approval,
+            card_uri=o.registered.card_uri,
+            metrics=o.evaluation.metrics,
+            threshold=o.evaluation.threshold,
+            calibration=o.evaluation.calibration.describe(),
+            gate_passed=o.decision.passed,
+            gate_reasons=o.decision.reasons,
+            collapsed=o.evaluation.collapsed,
+            image_size=input_spec(o.trained.model).size,
+            weights_source=o.trained.weights_source,
+            train_images_per_second=round(o.trained.images_per_second, 2),
+            train_phases=o.trained.phases,
+            timings=o.timings,
+        )
         for o in outcomes
-        if o.evaluation.collapsed
-    ]
-    lines += ["", "Wall times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())]
-    lines += [
-        f"- {o.kind}: " + ", ".join(f"{k} {v}" for k, v in o.timings.items()) for o in outcomes
-    ]
-    lines += ["", f"Reports: `{run_dir}`"]
-    return {
-        "manifest_id": provenance["manifest_id"],
-        "models": models,
-        "timings": timings,
-        "report_dir": str(run_dir),
-        "markdown": "\n".join(lines),
     }
+    return TrainingSummary(
+        provenance["manifest_id"], provenance["gx_result"], settings.profile, models, timings,
+        str(run_dir),
+    )  # fmt: skip
 
 
 def collect_card(

@@ -351,6 +351,23 @@ def read_stored_card(registry: Registry, run_id: str, kind: str) -> str:
     return registry.read_run_file(run_id, f"{CARD_DIR}/model_card.{kind}").decode()
 
 
+def read_version_card(
+    registry: Registry, model: str, version: str | None, kind: str
+) -> tuple[str, str]:
+    """The card of MODEL VERSION (default: the champion) as `kind`, and that version;
+    FileNotFoundError if it has none."""
+    found = registry.version(model, version) if version else registry.require_alias(model)
+    return str(found.version), read_stored_card(registry, found.run_id, kind)
+
+
+def write_card_page(html: str, folder: Path, model: str, version: str) -> Path:
+    """The self-contained HTML card as a local file a browser can open."""
+    path = folder / "cards" / f"{model}-v{version}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html)
+    return path
+
+
 def update_card(registry: Registry, run_id: str, change: Callable[[dict], None]) -> None:
     """Re-render a version's stored card after `change` edits its JSON in place (an approval,
     a site acceptance); the figures are the run's own evaluation artifacts."""

@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import FAST_TRAINING, OPEN_GATES, SHARED_WEIGHTS, tiny_subset
 from tests.e2e.cli import cli_env, pneumo
+
+if TYPE_CHECKING:
+    from pipeline.train.candidate import TrainingSummary
 
 # The ResNet as users get it: ImageNet weights (the shared file), exact head, then conv5 fine-tuned.
 PRETRAINED = {
@@ -30,7 +34,7 @@ class Trained:
     home: Path
     data: Path
     env: dict[str, str]
-    summary: dict
+    summary: TrainingSummary
 
 
 @pytest.fixture(scope="session")

@@ -35,14 +35,14 @@ def test_shards_score_in_parallel_log_each_shard_and_a_rerun_resumes(
 
     folder, out = archive(tmp_path), tmp_path / "all.csv"
     first = batch_predict(str(folder), shard_size=4, workers=2, out=str(out))
-    assert (first["shards"], first["scored_now"], first["skipped_done"]) == (3, 3, 0)
-    assert (first["images_scored"], first["images_rejected"]) == (10, 1)
+    assert (first.shards, first.scored_now, first.skipped_done) == (3, 3, 0)
+    assert (first.images_scored, first.images_rejected) == (10, 1)
     scored = pd.read_csv(out)
     assert len(scored) == 10 and scored["probability"].between(0, 1).all()
     assert set(scored["model_version"].astype(str)) == {champion_of(registry, "pneumonia-resnet")}
 
     store = open_store(Settings(home=trained_env.home))
-    job = first["job"]
+    job = first.job
     logged = [k for k in store.list(f"{LOG_PREFIX}/") if f"batch-{job}-" in k]
     assert len(logged) == 3  # one inference-log object per shard
     assert len([k for k in store.list(f"{REJECTED_PREFIX}/") if f"batch-{job}-" in k]) == 1
@@ -50,6 +50,6 @@ def test_shards_score_in_parallel_log_each_shard_and_a_rerun_resumes(
     # A run that died after shard 0 and 2: only shard 1 is scored again, its log not doubled.
     (trained_env.home / "store" / f"batch-jobs/{job}/shards/000001.parquet").unlink()
     again = batch_predict(str(folder), shard_size=4, workers=1, out=str(out))
-    assert (again["job"], again["skipped_done"], again["scored_now"]) == (job, 2, 1)
+    assert (again.job, again.skipped_done, again.scored_now) == (job, 2, 1)
     assert len(pd.read_csv(out)) == 10
     assert len([k for k in store.list(f"{LOG_PREFIX}/") if f"batch-{job}-" in k]) == 3

@@ -63,30 +63,33 @@ def loop(trained: Trained, registry):
 def test_image_drift_without_labelled_images_alerts_and_waits(loop) -> None:
     _, results = loop
     waiting = results["waiting"]
-    assert waiting["status"] == "drift detected" and waiting["new_labels"] == 0
-    assert waiting["retrain"].startswith("waiting for labelled images of the shifted films in")
+    assert waiting.check.summary["status"] == "drift detected" and waiting.new_labels == 0
+    assert waiting.retraining.run is None
+    assert waiting.retraining.note.startswith("waiting for labelled images of the shifted films")
 
 
 def test_unshifted_batch_shows_no_drift(loop) -> None:
     _, results = loop
-    assert results["none"]["status"] == "no drift"
-    assert results["none"]["current_rows"] == 18 and "retrain" not in results["none"]
+    unshifted = results["none"]
+    assert unshifted.check.summary["status"] == "no drift"
+    assert unshifted.check.summary["current_rows"] == 18 and unshifted.retraining is None
 
 
 def test_washed_out_batch_drifts_and_retrains_a_new_version(loop, registry) -> None:
     scored_by, results = loop
-    drift = results["contrast"]
+    outcome = results["contrast"]
+    drift = outcome.check.summary
     assert drift["status"] == "drift detected" and drift["model_version"] == scored_by
     assert {"contrast", "p05", "p95"} <= set(drift["drifted_columns"])
     report = Path(drift["report_uri"])
     assert report.is_file() and report.stat().st_size > 100_000
-    retrained = drift["retrain"]["models"]["resnet"]
-    assert int(retrained["version"]) > int(scored_by)
-    tags = registry.client.get_model_version(RESNET, retrained["version"]).tags
+    retrained = outcome.retraining.run.models["resnet"]
+    assert int(retrained.version) > int(scored_by)
+    tags = registry.client.get_model_version(RESNET, retrained.version).tags
     assert tags["drift_report_uri"] == drift["report_uri"]
     assert tags["retrain_reason"].startswith("drift in ") and tags["warm_start_from"] == scored_by
-    assert drift["new_labels"] > 0
-    assert tags["image_size"] == "32" and float(tags["threshold"]) == retrained["threshold"]
+    assert outcome.new_labels > 0
+    assert tags["image_size"] == "32" and float(tags["threshold"]) == retrained.threshold
     origin = registry.client.get_model_version(RESNET, scored_by).tags["weights_source"]
     assert tags["weights_source"] == f"warm start from {RESNET} v{scored_by} ({origin})"
     scored_run = registry.client.get_model_version(RESNET, scored_by).run_id
@@ -96,8 +99,9 @@ def test_washed_out_batch_drifts_and_retrains_a_new_version(loop, registry) -> N
 
 def test_too_few_predictions_is_insufficient_data(loop) -> None:
     _, results = loop
-    assert results["insufficient"]["status"] == "insufficient data"
-    assert "report_uri" not in results["insufficient"] and "retrain" not in results["insufficient"]
+    insufficient = results["insufficient"]
+    assert insufficient.check.summary["status"] == "insufficient data"
+    assert "report_uri" not in insufficient.check.summary and insufficient.retraining is None
 
 
 def test_worse_retrained_model_does_not_take_the_champion_alias(
@@ -121,8 +125,8 @@ def test_worse_retrained_model_does_not_take_the_champion_alias(
     monkeypatch.setattr(pipeline.train.steps, "fine_tune", prior_only)
     monkeypatch.setenv("PNEUMO_GATES__MIN_SCORE_RANGE", "0.02")
     summary = retrain_champion(reason="test: worse model")
-    result = summary["models"]["resnet"]
-    assert result["gate_reasons"][0].startswith("collapsed") and not result["gate_passed"]
+    result = summary.models["resnet"]
+    assert result.gate_reasons[0].startswith("collapsed") and not result.gate_passed
     assert champion_of(registry, RESNET) == before
     challenger = registry.client.get_model_version_by_alias(RESNET, "challenger")
-    assert str(challenger.version) == result["version"]
+    assert str(challenger.version) == result.version

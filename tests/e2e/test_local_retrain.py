@@ -55,8 +55,8 @@ def test_judging_films_stay_out_of_training_and_judge_the_challenger(
     assert not set(judging["sha256"]) & set(training["sha256"])  # by content, not by name
     assert not set(judging["patient_id"]) & set(training["patient_id"])
 
-    resnet = summary["models"]["resnet"]
-    version = registry.client.get_model_version("pneumonia-resnet", resnet["version"])
+    resnet = summary.models["resnet"]
+    version = registry.client.get_model_version("pneumonia-resnet", resnet.version)
     run = registry.client.get_run(version.run_id)
     # The version was judged on exactly the judging films, and its threshold was set on them.
     judged = pd.read_csv(

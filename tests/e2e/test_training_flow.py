@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -13,13 +14,16 @@ from typer.testing import CliRunner
 from tests.conftest import SHARED_WEIGHTS
 from tests.e2e.conftest import Trained, champion_of, latest_version
 
+if TYPE_CHECKING:
+    from pipeline.train.candidate import TrainingSummary
+
 pytestmark = pytest.mark.slow
 MODELS = (("cnn", "pneumonia-cnn"), ("resnet", "pneumonia-resnet"))
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def worse_run(trained: Trained, registry) -> tuple[dict, dict[str, str]]:
+def worse_run(trained: Trained, registry) -> tuple[TrainingSummary, dict[str, str]]:
     """A run that trains for no epoch: the zero-kernel head predicts the class prior for every
     image, a collapsed model, so it must fail its gate. Returns its summary and the champions
     before it. (Its AUC is not reliably 0.5: scores equal up to one float32 ulp, which differs
@@ -46,13 +50,13 @@ def worse_run(trained: Trained, registry) -> tuple[dict, dict[str, str]]:
 def test_first_run_registers_both_models_and_makes_them_champion(trained, registry) -> None:
     first = trained.summary
     for kind, name in MODELS:
-        assert first["models"][kind]["version"] == "1"
-        assert first["models"][kind]["gate_passed"] and first["models"][kind]["champion"]
+        assert first.models[kind].version == "1"
+        assert first.models[kind].gate_passed and first.models[kind].champion
         version = registry.client.get_model_version(name, "1")
         for tag in ("manifest_id", "gx_result", "git_commit", "weights_source", "threshold"):
             assert version.tags[tag], tag
         assert version.tags["gate_passed"] == "true" and version.tags["gate_reasons"]
-        assert version.tags["manifest_id"] == first["manifest_id"]
+        assert version.tags["manifest_id"] == first.manifest_id
         assert version.tags["gx_result"].startswith("passed")
         # The first move of `champion` (later tests move it; the history keeps every move).
         first_move = registry.champion_history(name)[0]
@@ -75,9 +79,9 @@ def test_runs_cover_training_name_their_data_and_link_the_flow_run(trained, regi
         trained_ms = 1000 * float(run.data.params["train_seconds"])
         assert run.info.end_time - run.info.start_time >= trained_ms
         datasets = [entry.dataset for entry in run.inputs.dataset_inputs]
-        assert [d.name for d in datasets] == [f"manifest-{trained.summary['manifest_id']}"]
+        assert [d.name for d in datasets] == [f"manifest-{trained.summary.manifest_id}"]
         assert version.description.startswith("CNN from scratch" if kind == "cnn" else "ResNet50")
-        assert "Gate PASS" in version.description and trained.summary["manifest_id"] in (
+        assert "Gate PASS" in version.description and trained.summary.manifest_id in (
             version.description
         )
         other = "resnet_" if kind == "cnn" else "cnn_"
@@ -104,11 +108,11 @@ def test_pretrained_resnet_trains_in_two_phases_and_reloads_with_the_same_probab
     from pipeline.train.inputs import predict_files
     from pipeline.train.models import BASE_LAYER
 
-    resnet = trained.summary["models"]["resnet"]
-    assert {"cache", "head", "fine_tune"} <= set(resnet["train_phases"])
+    resnet = trained.summary.models["resnet"]
+    assert {"cache", "head", "fine_tune"} <= set(resnet.train_phases)
     model = registry.load_version("pneumonia-resnet", "1")
     # Reloaded from MLflow: the probabilities the evaluation reported for the test split.
-    folder = registry.client.download_artifacts(resnet["run_id"], "evaluation", str(tmp_path))
+    folder = registry.client.download_artifacts(resnet.run_id, "evaluation", str(tmp_path))
     reported = pd.read_csv(Path(folder) / "test_predictions.csv")
     paths = [str(trained.data / path) for path in reported["path"]]
     np.testing.assert_allclose(predict_files(model, paths), reported["probability"], atol=1e-5)
@@ -125,7 +129,7 @@ def test_pretrained_resnet_trains_in_two_phases_and_reloads_with_the_same_probab
 
 def test_plots_and_reports_are_run_artifacts(trained, registry) -> None:
     for kind, _ in MODELS:
-        run_id = trained.summary["models"][kind]["run_id"]
+        run_id = trained.summary.models[kind].run_id
         names = {Path(a.path).name for a in registry.client.list_artifacts(run_id, "evaluation")}
         assert {
             "confusion_matrix.png", "roc_pr.png", "gradcam.png", "training_curves.png",
@@ -153,8 +157,8 @@ def test_each_version_has_a_model_card_with_the_runs_numbers(
     from pipeline.data.shifts import DRIFT_KINDS
 
     for kind, name in MODELS:
-        model = trained_env.summary["models"][kind]
-        run = registry.client.get_run(model["run_id"])
+        model = trained_env.summary.models[kind]
+        run = registry.client.get_run(model.run_id)
         card = json.loads(registry.read_run_file(run.info.run_id, "model_card/model_card.json"))
         markdown = registry.read_run_file(run.info.run_id, "model_card/model_card.md").decode()
         page = registry.read_run_file(run.info.run_id, "model_card/model_card.html").decode()
@@ -175,9 +179,9 @@ def test_each_version_has_a_model_card_with_the_runs_numbers(
         # Self-contained: both figures inlined, nothing fetched from elsewhere.
         assert page.count('src="data:image/png;base64,') == 2
         assert "http" not in page.replace(run.info.run_id, "")
-        version = registry.client.get_model_version(name, model["version"])
+        version = registry.client.get_model_version(name, model.version)
         assert "Model card: " in version.description
-        printed = runner.invoke(app, ["card", name, model["version"]])
+        printed = runner.invoke(app, ["card", name, model.version])
         assert printed.exit_code == 0, printed.output
         assert printed.output.strip() == markdown.strip()
         monkeypatch.setenv("BROWSER", "true")  # `--open` hands the page to a no-op browser
@@ -193,16 +197,16 @@ def test_each_version_has_a_model_card_with_the_runs_numbers(
 def test_worse_second_run_does_not_move_the_champion(worse_run, registry) -> None:
     second, before = worse_run
     for kind, name in MODELS:
-        result = second["models"][kind]
-        assert int(result["version"]) >= 2
-        spread = result["metrics"]["score_max"] - result["metrics"]["score_min"]
-        assert spread < 1e-6 and result["collapsed"]
-        assert not result["gate_passed"] and not result["champion"]
-        assert result["gate_reasons"][0].startswith("collapsed: every test image scored")
+        result = second.models[kind]
+        assert int(result.version) >= 2
+        spread = result.metrics["score_max"] - result.metrics["score_min"]
+        assert spread < 1e-6 and result.collapsed
+        assert not result.gate_passed and not result.champion
+        assert result.gate_reasons[0].startswith("collapsed: every test image scored")
         assert champion_of(registry, name) == before[name]
         challenger = registry.client.get_model_version_by_alias(name, "challenger")
-        assert str(challenger.version) == result["version"]
-        assert registry.client.get_model_version(name, result["version"]).tags["gate_passed"] == (
+        assert str(challenger.version) == result.version
+        assert registry.client.get_model_version(name, result.version).tags["gate_passed"] == (
             "false"
         )
 
@@ -212,7 +216,7 @@ def test_promote_refuses_a_failed_version_unless_forced_and_rollback_undoes_it(
 ) -> None:
     from flows.cli import app
 
-    failed = worse_run[0]["models"]["resnet"]["version"]
+    failed = worse_run[0].models["resnet"].version
     before = champion_of(registry, "pneumonia-resnet")
     refused = runner.invoke(app, ["promote", "pneumonia-resnet", failed, "--reason", "try"])
     assert refused.exit_code == 1 and "did not pass its gate" in refused.output

@@ -52,7 +52,7 @@ def test_training_flow_on_servers_completes_with_artifacts_in_s3(
 
     s3_client = Minio(s3.endpoint, s3.access_key, s3.secret_key, secure=False)
     for kind in ("cnn", "resnet"):
-        run_id = summary["models"][kind]["run_id"]
+        run_id = summary.models[kind].run_id
         keys = {
             o.object_name
             for o in s3_client.list_objects(bucket, prefix="artifacts/", recursive=True)

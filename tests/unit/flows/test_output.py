@@ -1,15 +1,22 @@
 """The last screen of a training run: the loop when a ResNet champion exists, else why not."""
 
 from flows.output import print_next_steps
+from pipeline.train.candidate import ModelSummary
+
+
+def resnet(weights_source: str, champion_version: str | None, reasons: list[str]) -> ModelSummary:
+    return ModelSummary(
+        model="pneumonia-resnet", version="3", run_id="r", champion=bool(champion_version),
+        champion_version=champion_version, approval="", card_uri="", metrics={}, threshold=0.5,
+        calibration="", gate_passed=bool(champion_version), gate_reasons=reasons, collapsed=None,
+        image_size=224, weights_source=weights_source, train_images_per_second=1.0,
+        train_phases={}, timings={},
+    )  # fmt: skip
 
 
 def test_without_weights_or_champion_the_screen_says_why_and_what_to_do(capsys) -> None:
     print_next_steps(
-        {
-            "weights_source": "none (imagenet unavailable: no network)",
-            "champion_version": None,
-            "gate_reasons": ["roc_auc 0.610 < floor 0.750"],
-        }
+        resnet("none (imagenet unavailable: no network)", None, ["roc_auc 0.610 < floor 0.750"])
     )
     out = capsys.readouterr().out
     assert "the ResNet trained from random weights, not ImageNet" in out
@@ -19,7 +26,7 @@ def test_without_weights_or_champion_the_screen_says_why_and_what_to_do(capsys) 
 
 
 def test_with_a_champion_the_screen_gives_the_next_commands(capsys) -> None:
-    print_next_steps({"weights_source": "imagenet", "champion_version": "3", "gate_reasons": []})
+    print_next_steps(resnet("imagenet", "3", []))
     out = capsys.readouterr().out
     assert "pneumonia-resnet v3 is champion" in out
     for command in ("pneumo serve", "pneumo predict", "pneumo demo-drift", "pneumo ui"):
