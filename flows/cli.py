@@ -570,31 +570,16 @@ def promote(
 ) -> None:
     """Move the champion alias to VERSION of MODEL by hand."""
     from flows.guard import champion_guard
+    from pipeline.adapters.backends import open_store
     from pipeline.adapters.registry import Registry
+    from pipeline.monitor.compare import require_shadow_evidence
 
     settings = settings_of(ctx)
     if settings.promotion.require_shadow_evidence and not force:
-        require_shadow_evidence(settings, model, version)
+        require_shadow_evidence(open_store(settings), model, version)
     with champion_guard(settings, "promote"):
         moved = Registry.from_settings(settings).promote(model, version, reason, force=force)
     typer.echo(f"{model}: champion -> version {version}" + ("" if moved else " (already)"))
-
-
-def require_shadow_evidence(settings: Settings, model: str, version: str) -> None:
-    """PNEUMO_PROMOTION__REQUIRE_SHADOW_EVIDENCE: the monitored model moves only on a shadow
-    comparison that recommends this version."""
-    from pipeline.adapters.backends import open_store
-    from pipeline.monitor.compare import last_comparison, missing_evidence
-    from pipeline.predict.champion import MONITORED_MODEL
-
-    if model != MONITORED_MODEL:
-        return
-    problem = missing_evidence(last_comparison(open_store(settings)), version)
-    if problem:
-        raise output.fail(
-            f"{model} v{version} not promoted: {problem} (shadow evidence is required: "
-            "PNEUMO_PROMOTION__REQUIRE_SHADOW_EVIDENCE; --force overrides)"
-        )
 
 
 def decide(

@@ -26,6 +26,7 @@ import pandas as pd
 from pipeline.adapters.registry import CHALLENGER, CHAMPION, Registry
 from pipeline.adapters.storage import ObjectNotFoundError, ObjectStore, sha256_hex
 from pipeline.data.dicom import DicomError, image_pixels
+from pipeline.errors import PneumoError
 from pipeline.files import listed_entries, read_listed
 from pipeline.monitor.labels import join_labels, read_labels
 from pipeline.predict.champion import MONITORED_MODEL
@@ -300,3 +301,20 @@ def missing_evidence(summary: dict | None, version: str) -> str | None:
         said = f"{summary['recommendation']}: {'; '.join(summary['reasons'])}"
         return f"the last shadow comparison ({summary['checked_at']}) says {said}"
     return None
+
+
+class ShadowEvidenceError(PneumoError):
+    """A promotion that the shadow evidence does not support, when it is required."""
+
+
+def require_shadow_evidence(store: ObjectStore, model: str, version: str) -> None:
+    """The monitored model moves only on a shadow comparison that recommends `version`; other
+    models have no shadow traffic and are not held back."""
+    if model != MONITORED_MODEL:
+        return
+    problem = missing_evidence(last_comparison(store), version)
+    if problem:
+        raise ShadowEvidenceError(
+            f"{model} v{version} not promoted: {problem} (shadow evidence is required: "
+            "PNEUMO_PROMOTION__REQUIRE_SHADOW_EVIDENCE; --force overrides)"
+        )
