@@ -87,35 +87,6 @@ class Cli:
     server: threading.Thread | None = None  # Prefect's temporary server, starting
 
 
-def configure_runtime(settings: Settings) -> None:
-    """Environment for Prefect, Keras and TensorFlow, set before they are imported.
-
-    Keeps their state inside PNEUMO_HOME instead of the user's home, and gives Prefect's
-    ephemeral server time to start on a slow machine. Values already set are kept.
-    """
-    home = settings.home.resolve()
-    home.mkdir(parents=True, exist_ok=True)  # Prefect creates its home, but not the parents
-    defaults = {
-        "PREFECT_HOME": str(home / "prefect"),
-        # Nothing leaves the machine unasked: no usage data from Prefect (server or client, whose
-        # first-run notice also clutters the first screen) or MLflow. DO_NOT_TRACK=0 opts in.
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-        "KERAS_HOME": str(home / "keras"),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        # Library chatter (database set-up notes, download bars) off in CLI output; real
-        # warnings and errors stay.
-        "MLFLOW_LOGGING_LEVEL": "WARNING",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        # MLflow's "View run at <tracking URI>" lines: the CLI prints the URI itself, redacted.
-        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
-    }
-    for key, value in defaults.items():
-        os.environ.setdefault(key, value)
-
-
 def print_version(asked: bool) -> None:
     if asked:
         from importlib.metadata import version
@@ -148,7 +119,7 @@ def main(
     settings = load_settings()
     if verbose:  # library notes back on (configure_runtime keeps values already set)
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO")
-    configure_runtime(settings)
+    runtime.configure_runtime(settings)
     runtime.exit_on_sigterm()
     runtime.mark_as_parent()
     for pid in runtime.stop_orphaned_servers(os.environ["PREFECT_HOME"]):
@@ -459,9 +430,6 @@ def demo_loop(
             run_demo_loop(settings, labelled, work, typer.echo)
 
 
-LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-
-
 @app.command()
 def serve(
     ctx: typer.Context,
@@ -484,17 +452,13 @@ def serve(
     import uvicorn
 
     from flows.service import create_app
+    from pipeline.serve.auth import exposure_problem
 
     settings = settings_of(ctx)
     if shadow is not None:
         settings = settings.model_copy(update={"serve_shadow": shadow})
-    if host not in LOOPBACK and settings.serve_api_keys_file is None and not allow_anonymous:
-        raise output.fail(
-            f"--host {host} listens beyond this machine: set PNEUMO_SERVE_API_KEYS_FILE "
-            "(`pneumo api-key new`), or pass --allow-anonymous behind a gateway that "
-            "authenticates",
-            code=2,
-        )
+    if problem := exposure_problem(host, settings.serve_api_keys_file, allow_anonymous):
+        raise output.fail(problem, code=2)
     # A registry that does not answer is retried in the background (the service answers 503
     # meanwhile): MLflow's own retries would hold each attempt for minutes.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -528,20 +492,11 @@ def api_key(
 @app.command()
 def ui(ctx: typer.Context) -> None:
     """Start the MLflow UI and the Prefect UI on this state directory; Ctrl-C stops both."""
-    from flows.ui import running_servers, ui_servers, wait_for_exit
+    from flows.ui import running_servers, server_in_use, ui_servers, wait_for_exit
 
     settings = settings_of(ctx)
-    servers_in_use = {
-        "PREFECT_API_URL": os.environ.get("PREFECT_API_URL", ""),
-        "the MLflow tracking URI": settings.tracking_uri(),
-    }
-    for what, url in servers_in_use.items():
-        if url.startswith("http"):
-            raise output.fail(
-                f"{what} is a server ({url}): open its own UI; `pneumo ui` serves the "
-                "embedded state",
-                code=2,
-            )
+    if problem := server_in_use(settings.tracking_uri()):
+        raise output.fail(problem, code=2)
     servers = ui_servers(settings.tracking_uri(), os.environ["PREFECT_HOME"])
     # A shell starts background jobs with SIGINT ignored and Python then keeps it ignored: an
     # interrupt must still stop both servers, however this process was started.

@@ -28,6 +28,35 @@ from pipeline.settings import Settings, load_settings
 PARENT_ENV = "PNEUMO_PARENT_PID"  # inherited by Prefect's temporary server: whose child it is
 
 
+def configure_runtime(settings: Settings) -> None:
+    """Environment for Prefect, Keras and TensorFlow, set before they are imported.
+
+    Keeps their state inside PNEUMO_HOME instead of the user's home, and gives Prefect's
+    ephemeral server time to start on a slow machine. Values already set are kept.
+    """
+    home = settings.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)  # Prefect creates its home, but not the parents
+    defaults = {
+        "PREFECT_HOME": str(home / "prefect"),
+        # Nothing leaves the machine unasked: no usage data from Prefect (server or client, whose
+        # first-run notice also clutters the first screen) or MLflow. DO_NOT_TRACK=0 opts in.
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+        "KERAS_HOME": str(home / "keras"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        # Library chatter (database set-up notes, download bars) off in CLI output; real
+        # warnings and errors stay.
+        "MLFLOW_LOGGING_LEVEL": "WARNING",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        # MLflow's "View run at <tracking URI>" lines: the CLI prints the URI itself, redacted.
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+
 def exit_on_sigterm() -> None:
     """SIGTERM raises SystemExit like Ctrl-C raises KeyboardInterrupt: exit handlers run."""
 

@@ -31,6 +31,20 @@ class UiServer:
     env: dict[str, str]
 
 
+def server_in_use(tracking_uri: str) -> str | None:
+    """Why `pneumo ui` should not start (None: it may): it serves the embedded state, and a
+    configured server has its own UI."""
+    servers = {"PREFECT_API_URL": os.environ.get("PREFECT_API_URL", ""),
+               "the MLflow tracking URI": tracking_uri}  # fmt: skip
+    for what, url in servers.items():
+        if url.startswith("http"):
+            return (
+                f"{what} is a server ({url}): open its own UI; `pneumo ui` serves the "
+                "embedded state"
+            )
+    return None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))

@@ -16,7 +16,19 @@ from collections.abc import Iterable
 from pathlib import Path
 
 KEY_PREFIX = "pk_"
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def exposure_problem(host: str, keys_file: Path | None, allow_anonymous: bool) -> str | None:
+    """Why the service must not listen on `host` as configured (None: it may): beyond loopback
+    it needs API keys, or an explicit word that a gateway in front authenticates."""
+    if host in LOOPBACK or keys_file is not None or allow_anonymous:
+        return None
+    return (
+        f"--host {host} listens beyond this machine: set PNEUMO_SERVE_API_KEYS_FILE "
+        "(`pneumo api-key new`), or pass --allow-anonymous behind a gateway that authenticates"
+    )
 
 
 def new_key() -> str:
