@@ -269,6 +269,13 @@ def test_an_alias_move_is_picked_up_without_restart(client, registry) -> None:
         assert prediction["version"] == moved
     finally:
         registry.move_champion(name, before, "test: alias move undone", rollback=True)
+        # The next test must meet the champion it finds in the registry, not a reload midway.
+        wait_until(
+            lambda: client.get("/health").json(),
+            lambda health: health.get("version") == before,
+            timeout=30,
+            what=f"the service to load version {before} again",
+        )
 
 
 def test_no_model_means_503(trained) -> None:
