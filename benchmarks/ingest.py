@@ -49,10 +49,10 @@ def main() -> None:
             print(f"local folder store, {args.workers} workers")
             measure(args.path, open_store(settings), settings)
         else:
-            from tests.integration.services import seaweed
+            from benchmarks.servers import LocalServer, seaweed_spec
 
-            service, creds = seaweed(Path(home) / "seaweed")
-            service.start()
+            spec, creds = seaweed_spec(Path(home) / "seaweed")
+            service = LocalServer(spec, Path(home) / "seaweed").start()
             try:
                 settings = settings.model_copy(
                     update={

@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 
 from benchmarks.serve import SAMPLE, serving, wait_ready
+from benchmarks.servers import LocalServer, seaweed_spec
 from pipeline.adapters.s3 import S3Store
 from pipeline.predict.inference_log import read_inference_log
-from tests.integration.services import seaweed
 
 
 def settled(client: httpx.Client, timeout: float) -> dict:
@@ -42,8 +42,9 @@ def main() -> None:
         "--down-seconds", type=float, default=30.0, help="how long S3 stays down (requests spread)"
     )
     args = parser.parse_args()
-    server, creds = seaweed(args.work.resolve() / f"s3-{secrets.token_hex(3)}")
-    server.start()
+    workdir = args.work.resolve() / f"s3-{secrets.token_hex(3)}"
+    spec, creds = seaweed_spec(workdir)
+    server = LocalServer(spec, workdir).start()
     buckets = {"raw": "outage-raw", "default": "outage-data"}
     store = S3Store(creds.endpoint, creds.access_key, creds.secret_key, buckets)
     store.ensure_buckets()

@@ -25,9 +25,9 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.common import TRAIN224, machine
+from benchmarks.dicom_films import dx_film
+from benchmarks.servers import LocalServer, orthanc_spec
 from pipeline.settings import PacsConfig
-from tests.dicom import make_dicom
-from tests.integration.services import orthanc_server
 
 USER = "pneumo-bench"
 
@@ -36,9 +36,10 @@ def dicom_films(count: int) -> list[bytes]:
     """`count` train films (both classes), each a 12-bit DICOM film of a study of its own."""
     paths = sorted((TRAIN224 / "train").rglob("*.jpeg"))[::7][:count]
     films = []
-    for path in paths:
+    for index, path in enumerate(paths):
         gray = np.asarray(Image.open(path).convert("L"), dtype=np.uint16)
-        films.append(make_dicom(gray * 16, bits_stored=12, tags={"BodyPartExamined": "CHEST"}))
+        tags = {"BodyPartExamined": "CHEST", "PatientID": f"bench-{index}"}
+        films.append(dx_film(gray * 16, bits_stored=12, tags=tags))
     return films
 
 
@@ -60,10 +61,10 @@ def main() -> None:
     print(f"{len(films)} films, {sum(map(len, films)) / len(films) / 1024:.0f} KiB each")
     with tempfile.TemporaryDirectory() as tmp:
         password = secrets.token_urlsafe(12)
-        pacs_service, url = orthanc_server(Path(tmp) / "pacs", USER, password)
-        empty_service, empty_url = orthanc_server(Path(tmp) / "empty", USER, password)
-        pacs_service.start()
-        empty_service.start()
+        pacs_spec, url = orthanc_spec(Path(tmp) / "pacs", USER, password)
+        empty_spec, empty_url = orthanc_spec(Path(tmp) / "empty", USER, password)
+        pacs_service = LocalServer(pacs_spec, Path(tmp) / "pacs").start()
+        empty_service = LocalServer(empty_spec, Path(tmp) / "empty").start()
         try:
             measure(films, url, empty_url, password, args.overlay)
         finally:

