@@ -38,7 +38,8 @@ def dicom_films(count: int) -> list[bytes]:
     films = []
     for index, path in enumerate(paths):
         gray = np.asarray(Image.open(path).convert("L"), dtype=np.uint16)
-        tags = {"BodyPartExamined": "CHEST", "PatientID": f"bench-{index}"}
+        # Studies dated inside the window the sync asks for (`since`, below).
+        tags = {"BodyPartExamined": "CHEST", "PatientID": f"bench-{index}", "StudyDate": "20240102"}
         films.append(dx_film(gray * 16, bits_stored=12, tags=tags))
     return films
 
