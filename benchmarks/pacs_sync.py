@@ -18,6 +18,7 @@ import os
 import secrets
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
 
@@ -60,17 +61,14 @@ def main() -> None:
     print(machine())
     films = dicom_films(args.films)
     print(f"{len(films)} films, {sum(map(len, films)) / len(films) / 1024:.0f} KiB each")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as servers:
         password = secrets.token_urlsafe(12)
-        pacs_spec, url = orthanc_spec(Path(tmp) / "pacs", USER, password)
-        empty_spec, empty_url = orthanc_spec(Path(tmp) / "empty", USER, password)
-        pacs_service = LocalServer(pacs_spec, Path(tmp) / "pacs").start()
-        empty_service = LocalServer(empty_spec, Path(tmp) / "empty").start()
-        try:
-            measure(films, url, empty_url, password, args.overlay)
-        finally:
-            pacs_service.stop()
-            empty_service.stop()
+        roots = []
+        for name in ("pacs", "empty"):  # a second Orthanc failing to start still stops the first
+            spec, root = orthanc_spec(Path(tmp) / name, USER, password)
+            servers.callback(LocalServer(spec, Path(tmp) / name).start().stop)
+            roots.append(root)
+        measure(films, *roots, password, args.overlay)
 
 
 def measure(films: list[bytes], url: str, empty_url: str, password: str, overlay: bool) -> None:
